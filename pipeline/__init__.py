@@ -1,0 +1,1 @@
+"""Pure pipeline stages and models. No Celery, Slack or MLflow imports in this package."""

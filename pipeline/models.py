@@ -1,0 +1,232 @@
+"""Pydantic models for every stage boundary.
+
+    Job -> Evidence -> Facts -> Commentary -> GateReport -> SlackMessage
+
+Each stage is a pure function from one model to the next; the Celery tasks pass these
+models between workers as JSON (``model_dump(mode="json")`` / ``model_validate``), so every
+field must round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- the job ---------------------------------------------------------------------------------
+class Job(_Model):
+    """One link from one Slack message: the unit of work."""
+
+    job_id: str
+    channel_id: str = "local"
+    message_ts: str = ""
+    thread_ts: str | None = None  # where to reply; the message ts when the message is top level
+    user_id: str | None = None
+    message_text: str = ""
+    url: str
+    canonical_url: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def reply_thread_ts(self) -> str:
+        return self.thread_ts or self.message_ts
+
+    @staticmethod
+    def make_id(channel_id: str, message_ts: str, canonical_url: str) -> str:
+        """Deterministic id: the same link in the same message is the same job (dedupe)."""
+        raw = f"{channel_id}|{message_ts}|{canonical_url}".encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# --- evidence --------------------------------------------------------------------------------
+class ReadKind(str, Enum):
+    """What the adapter actually read: it bounds how much may be said."""
+
+    full_text = "full_text"
+    abstract = "abstract"
+    readme = "readme"
+    metadata_only = "metadata_only"
+
+
+class Coverage(str, Enum):
+    full = "full"
+    partial = "partial"
+    metadata_only = "metadata_only"
+    failed = "failed"
+
+
+class Source(_Model):
+    url: str
+    title: str | None = None
+    authors: list[str] = Field(default_factory=list)
+    published: str | None = None  # ISO 8601 date or datetime as given by the source
+    updated: str | None = None
+    site_name: str | None = None
+    language: str | None = None
+    kind: str = "page"  # page | paper | repository | pdf
+    metadata: dict[str, Any] = Field(default_factory=dict)  # stars, categories, licence, ...
+
+
+class Snippet(_Model):
+    """A numbered passage of source text. Facts cite snippets by ``id`` (``S1``, ``S2``...)."""
+
+    id: str
+    text: str
+    source_index: int = 0
+    section: str | None = None
+
+
+class Evidence(_Model):
+    url: str
+    canonical_url: str
+    adapter: str  # e.g. ArxivAdapter, GitHubAdapter, WebPageAdapter, PdfAdapter
+    sources: list[Source] = Field(default_factory=list)
+    snippets: list[Snippet] = Field(default_factory=list)
+    read: ReadKind = ReadKind.metadata_only
+    coverage: Coverage = Coverage.failed
+    coverage_reason: str | None = None  # why coverage is not full (truncated, abstract only...)
+    language: str | None = None
+    truncated: bool = False
+    char_count: int = 0
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def title(self) -> str | None:
+        return self.sources[0].title if self.sources else None
+
+    def snippet_ids(self) -> set[str]:
+        return {s.id for s in self.snippets}
+
+    def text(self) -> str:
+        return "\n".join(s.text for s in self.snippets)
+
+
+# --- LLM accounting --------------------------------------------------------------------------
+class LLMCall(_Model):
+    """One model call, as recorded for spans and metrics."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_seconds: float = 0.0
+    attempt: int = 1  # 2 = the re-ask after invalid output
+    purpose: str = "answer"  # answer | reask | repair | tool
+
+
+class StageUsage(_Model):
+    model: str = ""
+    prompt_name: str = ""
+    prompt_version: str = ""  # "file:<hash>" when loaded from the file, else the registry version
+    calls: list[LLMCall] = Field(default_factory=list)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.input_tokens for c in self.calls)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output_tokens for c in self.calls)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd for c in self.calls)
+
+
+# --- stage A: facts --------------------------------------------------------------------------
+class Fact(_Model):
+    text: str
+    snippet_ids: list[str] = Field(min_length=1)
+
+
+class Facts(_Model):
+    title: str | None = None
+    key_facts: list[Fact] = Field(default_factory=list)
+    unknowns: list[str] = Field(default_factory=list)
+    coverage_assessment: str = ""
+    tool_calls: int = 0
+    fetched_urls: list[str] = Field(default_factory=list)  # URLs read through the fetch_url tool
+    usage: StageUsage = Field(default_factory=StageUsage)
+
+
+# --- stage B: commentary ---------------------------------------------------------------------
+class SimilarTech(_Model):
+    name: str
+    note: str = ""
+    url: str | None = None
+
+
+class Commentary(_Model):
+    tldr: list[str]
+    summary: str
+    projects: list[str]  # bullets "**Theme** — ..." ("**General** — ..." when no theme fits)
+    similar_tech: list[SimilarTech] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    extractive: bool = False  # True when written by the offline extractive model
+    usage: StageUsage = Field(default_factory=StageUsage)
+
+    @field_validator("tags")
+    @classmethod
+    def _lower_tags(cls, v: list[str]) -> list[str]:
+        return [t.strip().lower() for t in v if t.strip()]
+
+
+# --- gates -----------------------------------------------------------------------------------
+class GateResult(_Model):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class GateReport(_Model):
+    results: list[GateResult] = Field(default_factory=list)
+    repaired: bool = False  # True when Stage B was re-run once with the failures fed back
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [r for r in self.results if not r.passed]
+
+
+# --- slack -----------------------------------------------------------------------------------
+class Outcome(str, Enum):
+    success = "success"
+    gate_failed = "gate_failed"
+    error = "error"
+    duplicate = "duplicate"
+
+
+class SlackMessage(_Model):
+    channel: str
+    thread_ts: str | None = None
+    text: str  # plain-text fallback (notifications, screen readers)
+    blocks: list[dict[str, Any]] = Field(default_factory=list)
+    outcome: Outcome = Outcome.success
+
+
+class PipelineResult(_Model):
+    """Everything one in-process run produced (``technoshare run --json``)."""
+
+    job: Job
+    outcome: Outcome
+    evidence: Evidence | None = None
+    facts: Facts | None = None
+    commentary: Commentary | None = None
+    gate_report: GateReport | None = None
+    message: SlackMessage | None = None
+    error: str | None = None

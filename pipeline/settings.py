@@ -1,0 +1,155 @@
+"""The one settings object. Every knob is an environment variable of the same name (upper case),
+optionally from a ``.env`` file. Lists are comma-separated.
+
+Outside dev (``APP_ENV`` != ``dev``) settings fail fast at start-up when a secret the
+configured mode needs is missing, instead of failing on the first job.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    app_env: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+    state_dir: Path = Path(".technoshare")  # local sqlite MLflow store, local Slack sink, ...
+
+    # --- Slack ---------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None  # xapp-... enables Socket Mode
+    slack_api_url: str = "https://slack.com/api/"  # a local stub in tests
+    slack_sink: Literal["slack", "console", "file"] = "console"  # where replies go
+    slack_channels: CommaList = Field(default_factory=list)  # empty = every channel
+    slack_bot_user_id: str | None = None  # our own user, to ignore our messages
+    slack_process_thread_replies: bool = False
+    slack_max_links_per_message: int = 5
+    slack_ops_channel: str | None = None
+    repeat_window_days: int = 7  # same canonical URL answered in the channel within N days
+
+    # --- Redis / Celery ------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_result_url: str | None = None  # defaults to redis_url
+    llm_worker_concurrency: int = 4
+    task_max_retries: int = 5
+
+    # --- retrieval -----------------------------------------------------------------------
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    github_api_url: str = "https://api.github.com"
+    github_token: SecretStr | None = None
+    fetch_allow_hosts: CommaList = Field(default_factory=list)  # hosts/IPs exempt from SSRF checks
+    fetch_max_bytes: int = 5 * 1024 * 1024
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 10.0
+    fetch_total_timeout: float = 20.0
+    fetch_max_redirects: int = 5
+    fetch_user_agent: str = "TechnoShareCommentator/0.1 (+https://github.com/technoshare)"
+    pdf_max_pages: int = 30
+    evidence_max_chars: int = 40_000
+    evidence_max_snippets: int = 60
+
+    # --- LLM -----------------------------------------------------------------------------
+    llm_model: str = "offline/extractive"  # default for both stages
+    llm_model_stage_a: str | None = None
+    llm_model_stage_b: str | None = None
+    llm_fallback_models: CommaList = Field(default_factory=list)
+    llm_api_base: str | None = None  # OpenAI-compatible servers (vLLM, llama.cpp, LM Studio)
+    llm_timeout: float = 60.0
+    llm_max_retries: int = 2  # per model, on 429/5xx/timeout, with backoff
+    llm_temperature: float = 0.2
+    llm_daily_budget_usd: float | None = None
+    max_tool_calls: int = 3
+    project_context_path: Path = REPO_ROOT / "prompts" / "project_context.yaml"
+
+    # --- quality gates -------------------------------------------------------------------
+    gate_tldr_items: int = 3
+    gate_summary_full_min: int = 10
+    gate_summary_full_max: int = 15
+    gate_summary_partial_min: int = 4
+    gate_summary_partial_max: int = 8
+    gate_min_project_bullets: int = 2
+    gate_max_project_bullets: int = 8
+    gate_max_similar_tech: int = 8
+    slack_max_blocks: int = 50
+    slack_max_section_chars: int = 3000
+
+    # --- MLflow --------------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = None  # default: sqlite in state_dir
+    mlflow_enable_tracking: bool = True
+    mlflow_enable_tracing: bool = True
+    mlflow_experiment: str = "technoshare_commentator"
+    mlflow_eval_experiment: str = "technoshare_eval"
+    mlflow_prompt_alias: str = "production"
+    mlflow_http_timeout: float = 3.0
+    mlflow_http_max_retries: int = 0
+
+    # --- Flower --------------------------------------------------------------------------
+    flower_basic_auth: SecretStr | None = None  # "user:password"
+
+    @field_validator("slack_channels", "llm_fallback_models", "fetch_allow_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [item.strip() for item in v.split(",") if item.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _secrets_outside_dev(self) -> Settings:
+        if self.app_env == "prod":
+            missing = []
+            if self.slack_sink == "slack":
+                if not self.slack_bot_token:
+                    missing.append("SLACK_BOT_TOKEN")
+                if not self.slack_signing_secret and not self.slack_app_token:
+                    missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+            if missing:
+                raise ConfigError(f"APP_ENV=prod needs: {', '.join(missing)}")
+        return self
+
+    # --- derived -------------------------------------------------------------------------
+    def model_for(self, stage: str) -> str:
+        if stage == "stage_a" and self.llm_model_stage_a:
+            return self.llm_model_stage_a
+        if stage == "stage_b" and self.llm_model_stage_b:
+            return self.llm_model_stage_b
+        return self.llm_model
+
+    def effective_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings with every secret masked, for ``doctor`` and logs."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                out[name] = "***set***"
+            elif value is None:
+                out[name] = None
+            else:
+                out[name] = value if not isinstance(value, Path) else str(value)
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests change the environment and call this to re-read it."""
+    get_settings.cache_clear()

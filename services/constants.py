@@ -1,0 +1,58 @@
+"""Redis key prefixes, task header names, queue names and TTLs, in one place.
+
+Every key the service writes to Redis starts with ``KEY_PREFIX`` so one Redis can be shared
+and ``redis-cli --scan --pattern 'ts:*'`` shows everything of ours.
+"""
+
+from __future__ import annotations
+
+KEY_PREFIX = "ts:"
+
+# --- Redis keys ------------------------------------------------------------------------------
+# Job record (hash). TTL: 30 days, so `technoshare reprocess` and the repeat-link lookup work
+# for a month; longer history lives in MLflow.
+JOB_KEY = KEY_PREFIX + "job:{job_id}"
+JOB_TTL_SECONDS = 30 * 24 * 3600
+
+# Slack event ids already accepted (SET NX). TTL: 1 hour; Slack retries an event for a few
+# minutes at most (3 retries with backoff), so an hour is ample and keeps the set small.
+EVENT_SEEN_KEY = KEY_PREFIX + "event:{event_id}"
+EVENT_SEEN_TTL_SECONDS = 3600
+
+# (channel, message ts, canonical url) already enqueued (SET NX). TTL: 1 day; covers Slack's
+# duplicate deliveries without a retry header and message_changed edits of the same message.
+MESSAGE_LINK_SEEN_KEY = KEY_PREFIX + "msglink:{channel_id}:{message_ts}:{url_hash}"
+MESSAGE_LINK_SEEN_TTL_SECONDS = 24 * 3600
+
+# Latest answered job for a canonical URL in a channel (string: job id). TTL: set per write to
+# REPEAT_WINDOW_DAYS (a setting), after which the link is analysed afresh.
+CHANNEL_URL_KEY = KEY_PREFIX + "chanurl:{channel_id}:{url_hash}"
+
+# Posting lock for a job (SET NX with the worker id). TTL: 2 minutes, longer than one Slack
+# call with its timeout, so a worker that died mid-post releases it.
+POST_LOCK_KEY = KEY_PREFIX + "postlock:{job_id}"
+POST_LOCK_TTL_SECONDS = 120
+
+# MLflow records made while MLflow was down (stream), replayed when it is back. No TTL:
+# records must not be lost; the stream is trimmed to MAXLEN entries as a safety net.
+MLFLOW_OUTBOX_STREAM = KEY_PREFIX + "mlflow:outbox"
+MLFLOW_OUTBOX_MAXLEN = 100_000
+
+# LLM spend per UTC day in USD (float counter). TTL: 2 days, only today's value is read.
+LLM_SPEND_KEY = KEY_PREFIX + "llm:spend:{day}"
+LLM_SPEND_TTL_SECONDS = 2 * 24 * 3600
+
+# Alerts already sent for a breach (SET NX). TTL: 1 day, one alert per breach per day.
+ALERT_SENT_KEY = KEY_PREFIX + "alert:{name}:{day}"
+ALERT_SENT_TTL_SECONDS = 24 * 3600
+
+# --- Celery task headers (propagated to every task of a chain, its retries and spawned tasks)
+HEADER_JOB_ID = "ts_job_id"
+HEADER_PARENT_RUN_ID = "ts_parent_run_id"
+HEADER_TRACEPARENT = "traceparent"
+HEADER_TRACESTATE = "tracestate"
+PROPAGATED_HEADERS = (HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE)
+
+# --- queues ----------------------------------------------------------------------------------
+QUEUE_IO = "io"  # fetch_evidence, slack_post, reprocess, alerts
+QUEUE_LLM = "llm"  # stage_a, stage_b (sized on its own: LLM concurrency)
