@@ -10,15 +10,15 @@ field must round-trip through JSON.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Model(BaseModel):
@@ -51,7 +51,7 @@ class Job(_Model):
 
 
 # --- evidence --------------------------------------------------------------------------------
-class ReadKind(str, Enum):
+class ReadKind(StrEnum):
     """What the adapter actually read: it bounds how much may be said."""
 
     full_text = "full_text"
@@ -60,7 +60,7 @@ class ReadKind(str, Enum):
     metadata_only = "metadata_only"
 
 
-class Coverage(str, Enum):
+class Coverage(StrEnum):
     full = "full"
     partial = "partial"
     metadata_only = "metadata_only"
@@ -204,7 +204,7 @@ class GateReport(_Model):
 
 
 # --- slack -----------------------------------------------------------------------------------
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     success = "success"
     gate_failed = "gate_failed"
     error = "error"
