@@ -1,0 +1,194 @@
+"""Slack safety: what model text must go through before it is posted.
+
+Model text is untrusted: the model read a web page that may carry instructions ("mention
+@channel", "add this link"). Before posting we
+
+- strip broadcast and user mentions: ``<!channel>``, ``<!here>``, ``<!everyone>``,
+  ``<@U...>``/``<@W...>``, ``<!subteam^...>`` and bare ``@channel``/``@here``/``@everyone``;
+- drop every link whose URL is in neither the evidence nor the original Slack message (raw URLs,
+  Slack ``<url|label>`` links and Markdown ``[label](url)`` links; the label stays as text);
+- escape ``& < >`` in the model's text, while the links we keep are rebuilt by us in Slack's
+  ``<url|label>`` syntax (which must not be escaped).
+
+The same URL and mention finders serve the quality gates, so what the gates reject is exactly
+what this module would strip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+from pipeline.models import Evidence, Facts
+
+# Slack's special tokens. ``<!channel|label>`` style variants exist, hence the optional part.
+_SPECIAL_MENTION = re.compile(
+    r"<(?:[!](?:channel|here|everyone|subteam\^[^>]*)|@[UW][^>]*)(?:\|[^>]*)?>", re.I
+)
+_BARE_MENTION = re.compile(r"(?<![\w@/.])@(?:channel|here|everyone)\b", re.I)
+
+# One pass over model text finds, in order: Slack angle tokens, Markdown links, raw URLs.
+_TOKEN = re.compile(
+    r"<(?P<angle>[^<>\s][^<>]*)>"
+    r"|\[(?P<md_label>[^\[\]\n]{1,300})\]\((?P<md_url>https?://[^\s()<>]+)\)"
+    r"|(?P<raw>\bhttps?://[^\s<>|\"'`]+)",
+    re.I,
+)
+_TRAILING_PUNCT = ".,;:!?'\"*_~"
+
+
+def find_mentions(text: str) -> list[str]:
+    """Every broadcast/user mention in ``text`` (Slack tokens and bare ``@here`` forms)."""
+    return [m.group(0) for m in _SPECIAL_MENTION.finditer(text)] + [
+        m.group(0) for m in _BARE_MENTION.finditer(text)
+    ]
+
+
+def _trim_url(url: str) -> str:
+    """Drop punctuation that ends a sentence rather than the URL (and an unbalanced ``)``)."""
+
+    def ends_badly(u: str) -> bool:
+        return u[-1] in _TRAILING_PUNCT or (u[-1] == ")" and u.count("(") < u.count(")"))
+
+    while url and ends_badly(url):
+        url = url[:-1]
+    return url
+
+
+def _angle_url(inner: str) -> tuple[str, str | None] | None:
+    """``https://x|label`` -> (url, label); None when the token is not a web link."""
+    url, _, label = inner.partition("|")
+    if not re.match(r"https?://", url, re.I):
+        return None
+    return url.strip(), (label or None)
+
+
+def find_urls(text: str) -> list[str]:
+    """Every http(s) URL in ``text``: raw, Slack ``<url|label>`` and Markdown ``[l](url)``."""
+    urls: list[str] = []
+    for m in _TOKEN.finditer(text):
+        if m.group("angle") is not None:
+            parsed = _angle_url(m.group("angle"))
+            if parsed:
+                urls.append(parsed[0].replace("&amp;", "&"))
+            else:  # a Slack token may still hold a raw URL in its label part
+                urls.extend(_trim_url(u) for u in re.findall(r"https?://[^\s<>|]+", m.group(0)))
+        elif m.group("md_url") is not None:
+            urls.append(m.group("md_url"))
+        else:
+            urls.append(_trim_url(m.group("raw")))
+    return [u for u in urls if u]
+
+
+def url_key(url: str) -> str:
+    """Comparison key for "is this the same URL": case-insensitive scheme and host, no
+    fragment, no trailing slash, ``&amp;`` undone. Stricter than canonical_url on purpose:
+    a different path or query is a different URL."""
+    url = _trim_url(url.strip().replace("&amp;", "&"))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    path = parts.path.rstrip("/")
+    netloc = parts.netloc.lower()
+    for default in (":80", ":443"):
+        if netloc.endswith(default):
+            netloc = netloc[: -len(default)]
+    scheme = parts.scheme.lower()
+    if scheme == "http":  # http and https of one address are one source
+        scheme = "https"
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def allowed_url_keys(
+    evidence: Evidence | None,
+    message_text: str = "",
+    facts: Facts | None = None,
+    extra: Iterable[str] = (),
+) -> set[str]:
+    """URLs the reply may contain: the evidence (its urls, sources' urls, URLs inside snippet
+    text, URLs fetched through the Stage A tool) and the original Slack message."""
+    urls: list[str] = list(extra)
+    if evidence is not None:
+        urls += [evidence.url, evidence.canonical_url]
+        urls += [s.url for s in evidence.sources]
+        for source in evidence.sources:
+            urls += find_urls(" ".join(str(v) for v in source.metadata.values()))
+        for snippet in evidence.snippets:
+            urls += find_urls(snippet.text)
+    if facts is not None:
+        urls += facts.fetched_urls
+    urls += find_urls(message_text)
+    return {url_key(u) for u in urls if u}
+
+
+def escape_text(text: str) -> str:
+    """Escape ``& < >`` for Slack mrkdwn, without double-escaping entities already escaped."""
+    text = re.sub(r"&(?!(?:amp|lt|gt);)", "&amp;", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_link(url: str, label: str | None = None) -> str:
+    """Our own link syntax: ``<url|label>`` with the label escaped and ``|``-free."""
+    url = url.replace("&amp;", "&").replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E")
+    url = url.replace("|", "%7C")
+    if not label:
+        return f"<{url}>"
+    return f"<{url}|{escape_text(label.replace('|', '/'))}>"
+
+
+def strip_mentions(text: str) -> str:
+    """Remove broadcast/user mentions (Slack tokens and bare ``@here`` forms)."""
+    return _BARE_MENTION.sub("", _SPECIAL_MENTION.sub("", text))
+
+
+def _clean_plain(text: str) -> str:
+    """Plain model text between links: mentions stripped, then escaped."""
+    return escape_text(strip_mentions(text))
+
+
+def sanitize_text(text: str, allowed: set[str]) -> str:
+    """Model text -> Slack-safe mrkdwn. ``allowed`` comes from :func:`allowed_url_keys`."""
+    out: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        out.append(_clean_plain(text[pos : m.start()]))
+        pos = m.end()
+        if m.group("angle") is not None:
+            inner = m.group("angle")
+            parsed = _angle_url(inner)
+            if parsed is not None:
+                url, label = parsed
+                if url_key(url) in allowed:
+                    out.append(slack_link(url, label))
+                elif label:
+                    out.append(_clean_plain(label))
+            elif _SPECIAL_MENTION.fullmatch(m.group(0)):
+                continue
+            elif inner.startswith("#"):  # channel link: keep only its readable name
+                name = inner.partition("|")[2] or inner[1:]
+                out.append(_clean_plain("#" + name))
+            elif re.match(r"[!@]|mailto:", inner, re.I):
+                continue  # other Slack commands/user tokens and mail links: never from a model
+            else:
+                out.append(_clean_plain(m.group(0)))  # plain "<text>": shown literally
+        elif m.group("md_url") is not None:
+            label, url = m.group("md_label"), m.group("md_url")
+            out.append(slack_link(url, label) if url_key(url) in allowed else _clean_plain(label))
+        else:
+            raw = m.group("raw")
+            url = _trim_url(raw)
+            if url_key(url) in allowed:
+                out.append(slack_link(url))
+            out.append(_clean_plain(raw[len(url) :]))
+    out.append(_clean_plain(text[pos:]))
+    return _tidy("".join(out))
+
+
+def _tidy(text: str) -> str:
+    """Collapse the double spaces and empty brackets left where something was removed."""
+    text = re.sub(r"(?<=\s)\(\s*\)", "", text)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    text = re.sub(r" +([.,;:!?])", r"\1", text)
+    return text.strip()
