@@ -1,0 +1,215 @@
+"""Quality gates: each gate fails on its own defect and passes otherwise; the repair loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.gates import GATE_NAMES, check_gates, review_and_repair
+from pipeline.models import Coverage, Fact, SimilarTech
+from pipeline.settings import Settings
+from tests.support.pipeline import (
+    SUMMARY_SENTENCES,
+    TeamContext,
+    make_commentary,
+    make_evidence,
+    make_facts,
+    make_job,
+)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+def run(settings, commentary=None, facts=None, evidence=None, job=None, context=None):
+    return check_gates(
+        commentary or make_commentary(),
+        facts or make_facts(),
+        evidence or make_evidence(),
+        job or make_job(),
+        settings,
+        context or TeamContext(),
+    )
+
+
+def failed(report) -> dict[str, str]:
+    return {r.name: r.detail for r in report.failures}
+
+
+def test_good_commentary_passes_every_named_gate(settings):
+    report = run(settings)
+    assert [r.name for r in report.results] == list(GATE_NAMES)
+    assert report.passed, failed(report)
+
+
+@pytest.mark.parametrize(
+    ("update", "gate", "words"),
+    [
+        ({"tldr": ["One.", "Two."]}, "tldr", "exactly 3"),
+        ({"tldr": ["One.", "Two. Three.", "Four."]}, "tldr", "item 2 has 2 sentences"),
+        ({"tldr": ["One.", "Two.", "Three.", "Four."]}, "tldr", "has 4 items"),
+        (
+            {"summary": " ".join(SUMMARY_SENTENCES[:5])},
+            "summary_length",
+            "5 sentences; it must have 10-15",
+        ),
+        ({"summary": " ".join(SUMMARY_SENTENCES * 2)}, "summary_length", "22 sentences"),
+        ({"projects": ["**General** — only one."]}, "projects", "there are 1 projects bullets"),
+        ({"projects": ["**General** — x."] * 9}, "projects", "there must be 2-8"),
+        (
+            {"projects": ["Data pipelines: no bold theme.", "**General** — ok."]},
+            "projects",
+            "bullet 1 is not of the form",
+        ),
+        (
+            {"projects": ["**Quantum toasters** — nope.", "**General** — ok."]},
+            "projects",
+            "unknown theme 'Quantum toasters'",
+        ),
+        (
+            {
+                "summary": " ".join(SUMMARY_SENTENCES[:10])
+                + " Visit https://evil.example.com/x now."
+            },
+            "urls",
+            "https://evil.example.com/x",
+        ),
+        (
+            {"similar_tech": [SimilarTech(name="X", url="https://evil.example.com/x")]},
+            "urls",
+            "evil.example.com",
+        ),
+        ({"tldr": ["Hi <!channel> look.", "Two.", "Three."]}, "mentions", "<!channel>"),
+        (
+            {"projects": ["**General** — ping <@U123ABC>.", "**General** — and @here."]},
+            "mentions",
+            "@here",
+        ),
+        ({"tldr": ["<!subteam^S1|@devs> one.", "Two.", "Three."]}, "mentions", "subteam"),
+        (
+            {"similar_tech": [SimilarTech(name=f"T{i}") for i in range(9)]},
+            "similar_tech",
+            "9 similar tech",
+        ),
+        ({"summary": "   "}, "schema", "summary is empty"),
+    ],
+)
+def test_each_defect_fails_its_gate_with_feedback(settings, update, gate, words):
+    report = run(settings, commentary=make_commentary(**{}).model_copy(update=update))
+    fails = failed(report)
+    assert gate in fails, fails
+    assert words in fails[gate]
+
+
+def test_summary_range_follows_what_was_read(settings):
+    six = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:6]))
+    partial = make_evidence(Coverage.partial)
+    assert run(settings, commentary=six, evidence=partial).passed
+    report = run(settings, commentary=make_commentary(), evidence=partial)  # 11 > 8
+    assert "only abstract was read" in failed(report)["summary_length"]
+    assert not run(settings, commentary=six).passed  # 6 < 10 with the full text
+
+
+def test_sentence_counting_copes_with_abbreviations_decimals_urls_and_cjk(settings):
+    tricky = make_commentary(
+        tldr=[
+            "Version 2.5 is e.g. 3.5 times faster than v1.0 per Dr. Smith.",
+            "See https://docs.example.org/queues/guide for the setup.",
+            "消息队列每秒处理一百五十万条消息。",
+        ]
+    )
+    assert run(settings, commentary=tricky).passed, failed(run(settings, commentary=tricky))
+    cjk_summary = "。".join(f"第{i}句话说明了系统的设计" for i in range(4)) + "。"
+    partial = make_evidence(Coverage.partial)
+    assert run(settings, commentary=make_commentary(summary=cjk_summary), evidence=partial).passed
+
+
+def test_theme_match_is_case_insensitive_and_general_always_allowed(settings):
+    c = make_commentary(projects=["**data PIPELINES** — a.", "**General** — b."])
+    assert run(settings, commentary=c).passed
+    no_context = run(settings, context=TeamContext(themes=[]))
+    assert "unknown theme 'Data pipelines'" in failed(no_context)["projects"]
+
+
+def test_citations_must_name_existing_snippets(settings):
+    facts = make_facts(key_facts=[Fact(text="x", snippet_ids=["S1", "S99"])])
+    assert failed(run(settings, facts=facts)) == {
+        "citations": "facts cite snippet ids that do not exist: S99"
+    }
+
+
+def test_urls_from_message_and_tool_fetches_are_allowed(settings):
+    extra = " More at https://example.net/other?a=1&b=2 and https://tool.example.org/p today."
+    c = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:10]) + extra)
+    assert "urls" in failed(run(settings, commentary=c))
+    facts = make_facts(fetched_urls=["https://tool.example.org/p"])
+    assert run(settings, commentary=c, facts=facts).passed
+
+
+def test_slack_limits_are_checked_on_the_rendered_message(monkeypatch):
+    monkeypatch.setenv("SLACK_MAX_BLOCKS", "5")
+    settings = Settings()
+    assert failed(run(settings))["slack_limits"].startswith("the reply needs 6 Slack blocks")
+    monkeypatch.setenv("SLACK_MAX_BLOCKS", "50")
+    assert run(Settings()).passed
+
+
+def test_thresholds_come_from_settings(monkeypatch):
+    monkeypatch.setenv("GATE_SUMMARY_FULL_MIN", "3")
+    monkeypatch.setenv("GATE_MIN_PROJECT_BULLETS", "1")
+    c = make_commentary(n_summary=4, projects=["**General** — one."])
+    assert run(Settings(), commentary=c).passed
+
+
+# --- repair loop -------------------------------------------------------------------------------
+class ScriptedStageB:
+    """Stands in for a Stage B re-run: records the feedback, returns the next scripted answer."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.feedback: list[list[str]] = []
+
+    def __call__(self, feedback: list[str]):
+        self.feedback.append(feedback)
+        return self.answer
+
+
+def repair(settings, first, stage_b):
+    return review_and_repair(
+        make_job(),
+        make_evidence(),
+        make_facts(),
+        first,
+        rerun_stage_b=stage_b,
+        settings=settings,
+        context=TeamContext(),
+    )
+
+
+def test_passing_commentary_is_not_repaired(settings):
+    stage_b = ScriptedStageB(None)
+    commentary, report = repair(settings, make_commentary(), stage_b)
+    assert report.passed and not report.repaired
+    assert stage_b.feedback == []
+
+
+def test_one_repair_with_feedback_fixes_the_commentary(settings):
+    broken = make_commentary(tldr=["Only one."], summary="Too short.")
+    fixed = make_commentary()
+    stage_b = ScriptedStageB(fixed)
+    commentary, report = repair(settings, broken, stage_b)
+    assert report.passed and report.repaired
+    assert commentary == fixed
+    (feedback,) = stage_b.feedback
+    assert any(line.startswith("[tldr]") and "exactly 3" in line for line in feedback)
+    assert any(line.startswith("[summary_length]") for line in feedback)
+
+
+def test_repair_that_still_fails_is_gate_failed_after_one_attempt(settings):
+    broken = make_commentary(tldr=["Only one."])
+    stage_b = ScriptedStageB(broken)
+    commentary, report = repair(settings, broken, stage_b)
+    assert not report.passed and report.repaired
+    assert len(stage_b.feedback) == 1
+    assert [r.name for r in report.failures] == ["tldr"]
