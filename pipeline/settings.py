@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     celery_result_url: str | None = None  # defaults to redis_url
     llm_worker_concurrency: int = 4
     task_max_retries: int = 5
+    task_time_limit: int = 300  # hard limit per task (s); bounds the visibility timeout below
+    task_retry_max_countdown: int = 120  # cap on a retry countdown, Slack Retry-After included
+    celery_visibility_timeout: int | None = None  # default: time limit + max countdown + 60 s
+    slack_timeout: float = 10.0  # per Slack Web API call
 
     # --- retrieval -----------------------------------------------------------------------
     arxiv_api_url: str = "https://export.arxiv.org/api/query"

@@ -1,0 +1,288 @@
+"""Job records and the dedupe/idempotency keys, in Redis.
+
+A job record is one Redis hash (``JOB_KEY``). Fields:
+
+    job            the ``Job`` model as JSON (what reprocessing reuses)
+    status         queued -> running -> posted | gate_failed | failed | duplicate
+    attempt        processing attempt; 1 for the first run, +1 per reprocess
+    created_at / updated_at   ISO 8601, UTC
+    parent_run_id  MLflow parent run of the current attempt;  headers: its propagated headers
+    reprocess_of   parent run id of the attempt this one re-runs
+    reply_ts       ts of the latest reply posted;  reply_ts:<attempt>: the reply of that attempt
+    last_error     one-line reason of the last failure;  user_error: its safe-to-show sentence
+    duplicate_of   the earlier job answered for the same link in the channel
+    seen:<stage>   JSON {"attempt", "task_id", "retries", "headers"}: what that stage's task saw
+    start:<task>   the attempt a start/reprocess task message began (redelivery-safe)
+
+Everything here is synchronous redis-py and imports neither mlflow nor litellm (ingest uses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from pipeline.errors import JobNotFoundError
+from pipeline.models import Job
+from pipeline.settings import Settings
+from services.constants import (
+    CHANNEL_URL_KEY,
+    EVENT_SEEN_KEY,
+    EVENT_SEEN_TTL_SECONDS,
+    JOB_KEY,
+    JOB_TTL_SECONDS,
+    MESSAGE_LINK_SEEN_KEY,
+    MESSAGE_LINK_SEEN_TTL_SECONDS,
+    POST_LOCK_KEY,
+    POST_LOCK_TTL_SECONDS,
+)
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    posted = "posted"
+    gate_failed = "gate_failed"
+    failed = "failed"
+    duplicate = "duplicate"
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.posted, JobStatus.gate_failed, JobStatus.failed, JobStatus.duplicate}
+)
+
+
+_HSET_IF_EXISTS = (
+    "if redis.call('exists', KEYS[1]) == 1 then return redis.call('hset', KEYS[1], unpack(ARGV)) end "
+    "return 0"
+)
+
+
+def url_hash(canonical_url: str) -> str:
+    return hashlib.sha256(canonical_url.encode()).hexdigest()[:24]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class JobRecord:
+    job: Job
+    status: JobStatus
+    attempt: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+    parent_run_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reprocess_of: str | None = None
+    reply_ts: str | None = None
+    replies: dict[int, str] = field(default_factory=dict)  # attempt -> reply ts
+    last_error: str | None = None
+    user_error: str | None = None  # the safe-to-show sentence of the last error
+    duplicate_of: str | None = None
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> what it saw
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @classmethod
+    def from_hash(cls, data: Mapping[str, str]) -> JobRecord:
+        replies = {int(k.split(":", 1)[1]): v for k, v in data.items() if k.startswith("reply_ts:")}
+        seen = {k.split(":", 1)[1]: json.loads(v) for k, v in data.items() if k.startswith("seen:")}
+        return cls(
+            job=Job.model_validate_json(data["job"]),
+            status=JobStatus(data.get("status", JobStatus.queued)),
+            attempt=int(data.get("attempt", 0)),
+            created_at=data.get("created_at", ""),
+            updated_at=data.get("updated_at", ""),
+            parent_run_id=data.get("parent_run_id") or None,
+            headers=json.loads(data.get("headers") or "{}"),
+            reprocess_of=data.get("reprocess_of") or None,
+            reply_ts=data.get("reply_ts") or None,
+            replies=replies,
+            last_error=data.get("last_error") or None,
+            user_error=data.get("user_error") or None,
+            duplicate_of=data.get("duplicate_of") or None,
+            seen=seen,
+        )
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r: Any = client  # decode_responses=True: every value read is a str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        return cls(redis.Redis.from_url(settings.redis_url, decode_responses=True))
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    # --- records ----------------------------------------------------------------------------
+    @staticmethod
+    def _key(job_id: str) -> str:
+        return JOB_KEY.format(job_id=job_id)
+
+    def create(self, job: Job) -> bool:
+        """Store a new queued job; False (and nothing written) when the id already exists."""
+        key = self._key(job.job_id)
+        now = _now()
+        created = self.r.hsetnx(key, "job", job.model_dump_json())
+        if not created:
+            return False
+        self.r.hset(
+            key,
+            mapping={
+                "status": JobStatus.queued,
+                "attempt": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        self.r.expire(key, JOB_TTL_SECONDS)
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        data = self.r.hgetall(self._key(job_id))
+        return JobRecord.from_hash(data) if data and "job" in data else None
+
+    def require(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job store (expired or never seen)")
+        return record
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        """Update fields of an existing record; never creates a half record for an unknown id."""
+        mapping = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        mapping["updated_at"] = _now()
+        args = [x for pair in mapping.items() for x in pair]
+        self.r.eval(_HSET_IF_EXISTS, 1, self._key(job_id), *args)
+
+    def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status}
+        if error is not None:
+            fields["last_error"] = error[:500]
+        self._update(job_id, **fields)
+
+    def record_error(self, job_id: str, error: str, user_message: str | None = None) -> None:
+        """``error`` is the one-line reason for operators; ``user_message`` may go to Slack."""
+        fields = {"last_error": error[:500]}
+        if user_message:
+            fields["user_error"] = user_message[:300]
+        self._update(job_id, **fields)
+
+    def mark_duplicate(self, job_id: str, earlier_job_id: str) -> None:
+        self._update(job_id, status=JobStatus.duplicate, duplicate_of=earlier_job_id)
+
+    # --- attempts ---------------------------------------------------------------------------
+    def begin_attempt(self, job_id: str, start_task_id: str) -> tuple[int, bool]:
+        """The attempt number this start message owns, and whether it is new.
+
+        A redelivered start message (same task id) gets its earlier attempt back instead of a
+        new one, so it cannot make a job post twice.
+        """
+        key = self._key(job_id)
+        marker = f"start:{start_task_id}"
+        existing = self.r.hget(key, marker)
+        if existing:
+            return int(existing), False
+        attempt = int(self.r.hincrby(key, "attempt", 1))
+        self.r.hset(key, marker, attempt)
+        self._update(job_id, status=JobStatus.running, last_error=None, user_error=None)
+        return attempt, True
+
+    def set_run(
+        self, job_id: str, headers: Mapping[str, str], parent_run_id: str | None, reprocess_of=None
+    ) -> None:
+        fields: dict[str, Any] = {
+            "headers": json.dumps(dict(headers)),
+            "parent_run_id": parent_run_id,
+        }
+        if reprocess_of is not None:
+            fields["reprocess_of"] = reprocess_of
+        self._update(job_id, **fields)
+
+    def record_seen(
+        self,
+        job_id: str,
+        stage: str,
+        headers: Mapping[str, str],
+        *,
+        attempt: int,
+        task_id: str,
+        retries: int = 0,
+    ) -> None:
+        """What one stage task saw (headers included): the e2e tests assert on these."""
+        seen = {
+            "attempt": attempt,
+            "task_id": task_id,
+            "retries": retries,
+            "headers": dict(headers),
+        }
+        self.r.hset(self._key(job_id), f"seen:{stage}", json.dumps(seen))
+
+    # --- posting ----------------------------------------------------------------------------
+    def reply_for(self, job_id: str, attempt: int) -> str | None:
+        return self.r.hget(self._key(job_id), f"reply_ts:{attempt}") or None
+
+    def record_reply(self, job_id: str, attempt: int, ts: str) -> None:
+        self._update(job_id, **{f"reply_ts:{attempt}": ts, "reply_ts": ts})
+
+    def acquire_post_lock(self, job_id: str, attempt: int, owner: str) -> bool:
+        key = POST_LOCK_KEY.format(job_id=f"{job_id}:{attempt}")
+        return bool(self.r.set(key, owner, nx=True, ex=POST_LOCK_TTL_SECONDS))
+
+    def release_post_lock(self, job_id: str, attempt: int, owner: str) -> None:
+        key = POST_LOCK_KEY.format(job_id=f"{job_id}:{attempt}")
+        # Delete only our own lock: compare-and-delete in one step.
+        self.r.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+            "return 0",
+            1,
+            key,
+            owner,
+        )
+
+    # --- repeat links -----------------------------------------------------------------------
+    def remember_answer(self, channel_id: str, canonical_url: str, job_id: str, days: int) -> None:
+        if days <= 0:
+            return
+        key = CHANNEL_URL_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
+        self.r.set(key, job_id, ex=days * 24 * 3600)
+
+    def earlier_answer(self, channel_id: str, canonical_url: str) -> str | None:
+        key = CHANNEL_URL_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
+        return self.r.get(key) or None
+
+    # --- ingest dedupe ----------------------------------------------------------------------
+    def claim_event(self, event_id: str) -> bool:
+        """True the first time an event id is seen (Slack retries and duplicate deliveries)."""
+        key = EVENT_SEEN_KEY.format(event_id=event_id)
+        return bool(self.r.set(key, "1", nx=True, ex=EVENT_SEEN_TTL_SECONDS))
+
+    def release_event(self, event_id: str) -> None:
+        """Forget an event whose handling failed, so Slack's retry is processed."""
+        self.r.delete(EVENT_SEEN_KEY.format(event_id=event_id))
+
+    def claim_message_link(self, channel_id: str, message_ts: str, canonical_url: str) -> bool:
+        key = MESSAGE_LINK_SEEN_KEY.format(
+            channel_id=channel_id, message_ts=message_ts, url_hash=url_hash(canonical_url)
+        )
+        return bool(self.r.set(key, "1", nx=True, ex=MESSAGE_LINK_SEEN_TTL_SECONDS))

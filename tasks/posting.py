@@ -1,0 +1,81 @@
+"""Posting exactly once per job attempt, and the status reactions.
+
+Delivery is at least once (acks_late, redelivery after a lost worker, a chain duplicated by a
+redelivered stage), so the post is guarded twice: the reply ts recorded for the attempt (a
+later copy returns it), and a short Redis lock around the Slack call (a concurrent copy waits
+and retries, then finds the recorded ts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from pipeline.errors import RetryableError
+from pipeline.models import Job, Outcome, SlackMessage
+from services.constants import POST_LOCK_TTL_SECONDS
+from services.job_store import JobStatus, JobStore
+from services.slack_client import EYES, POSTED, WARNING, SlackSink
+
+log = logging.getLogger(__name__)
+
+
+class PostInProgress(RetryableError):
+    """Another copy of this task holds the post lock: retry, then find its recorded reply."""
+
+    user_message = "The reply is being posted."
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def post_once(
+    store: JobStore, sink: SlackSink, job: Job, attempt: int, message: SlackMessage
+) -> str:
+    """Post ``message`` for this job attempt unless it was posted already; returns the reply ts."""
+    done = store.reply_for(job.job_id, attempt)
+    if done:
+        return done
+    owner = _owner()
+    if not store.acquire_post_lock(job.job_id, attempt, owner):
+        raise PostInProgress(
+            f"job {job.job_id} attempt {attempt} is being posted by another worker",
+            retry_after=POST_LOCK_TTL_SECONDS / 4,
+        )
+    try:
+        done = store.reply_for(job.job_id, attempt)  # posted between our check and the lock
+        if done:
+            return done
+        ts = sink.post(message, metadata={"job_id": job.job_id, "attempt": attempt})
+        store.record_reply(job.job_id, attempt, ts)
+        return ts
+    finally:
+        store.release_post_lock(job.job_id, attempt, owner)
+
+
+STATUS_FOR_OUTCOME = {
+    Outcome.success: JobStatus.posted,
+    Outcome.gate_failed: JobStatus.gate_failed,
+    Outcome.error: JobStatus.failed,
+    Outcome.duplicate: JobStatus.duplicate,
+}
+
+
+def set_reaction(sink: SlackSink, job: Job, outcome: Outcome | None) -> None:
+    """👀 while queued (outcome None); ✅ once replied, ⚠️ when gated or failed.
+
+    Best effort: a reaction that cannot be set never fails the job.
+    """
+    if not job.message_ts:  # slash commands have no message to react to
+        return
+    try:
+        if outcome is None:
+            sink.add_reaction(job.channel_id, job.message_ts, EYES)
+            return
+        final = POSTED if outcome in (Outcome.success, Outcome.duplicate) else WARNING
+        sink.add_reaction(job.channel_id, job.message_ts, final)
+        sink.remove_reaction(job.channel_id, job.message_ts, EYES)
+    except Exception as exc:  # noqa: BLE001 - reactions are cosmetic
+        log.warning("reaction on %s/%s failed: %s", job.channel_id, job.message_ts, exc)

@@ -1,0 +1,262 @@
+"""Process fixtures for the service tests: a real redis-server, real `celery worker` processes,
+the ingest HTTP server, signed Slack requests.
+
+Every process: free port (bind 0), bounded poll-until-ready, its own process group (so a
+teardown stops its children too), PR_SET_PDEATHSIG so it dies with the test process, stopped
+by PID in teardown. Logs go to files under the test's tmp dir (a pipe left open by a worker
+that outlived pytest would hang `cmd | tail`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.support.fake_slack import FakeSlack
+
+REPO = Path(__file__).resolve().parents[2]
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test-token"
+CHANNEL = "C0SHARE"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the test process dies (Linux)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child process in its own process group, with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:  # the leader only: a celery worker then stops its pool children itself
+                os.kill(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        with contextlib.suppress(ProcessLookupError):  # children left behind, or all of it
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self._log.close()
+
+
+class RedisServer(Process):
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(log_dir),
+        ]  # fmt: skip
+        super().__init__(f"redis-{self.port}", argv, os.environ, log_dir)
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: self._ping(client), 10, "redis-server")
+
+    @staticmethod
+    def _ping(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def service_env(
+    redis_url: str, slack_api_url: str, state_dir: Path, **extra: str
+) -> dict[str, str]:
+    """Environment of every service process of a test: real Redis, fake Slack, tmp state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MLFLOW_RUN"))}
+    env.update(
+        APP_ENV="test",
+        REDIS_URL=redis_url,
+        SLACK_SINK="slack",
+        SLACK_API_URL=slack_api_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_CHANNELS=CHANNEL,
+        SLACK_BOT_USER_ID="UBOT",
+        STATE_DIR=str(state_dir),
+        PYTHONUNBUFFERED="1",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_OFFLINE_MODE="true",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
+    env.update(extra)
+    return env
+
+
+class Worker(Process):
+    """`celery -A tasks worker` (through tests/support/worker_main.py, which can install the
+    test stand-ins before the pool forks)."""
+
+    def __init__(
+        self, name: str, queue: str, pool: str, concurrency: int, env: Mapping[str, str],
+        log_dir: Path,
+    ) -> None:  # fmt: skip
+        argv = [
+            sys.executable, "-m", "tests.support.worker_main", "-A", "tasks", "worker",
+            "-Q", queue, "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
+            "--without-gossip", "--without-mingle", "-l", "INFO",
+        ]  # fmt: skip
+        super().__init__(name, argv, env, log_dir)
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        wait_until(lambda: "ready." in self.log() or not self.alive(), timeout, self.name, 0.1)
+        if not self.alive():
+            raise RuntimeError(f"worker {self.name} exited:\n{self.log()[-3000:]}")
+        return self
+
+    def children(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(p) for p in out.stdout.split()]
+
+
+class Ingest(Process):
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "services.cli", "ingest", "--port", str(self.port)]
+        super().__init__(f"ingest-{self.port}", argv, env, log_dir)
+        wait_until(self._healthy, 30, "ingest /healthz", 0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"ingest exited:\n{self.log()[-3000:]}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+# --- Slack requests ------------------------------------------------------------------------
+def sign(body: bytes, timestamp: int, secret: str = SIGNING_SECRET) -> str:
+    base = b"v0:" + str(timestamp).encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(body: bytes, *, timestamp: int | None = None, secret: str = SIGNING_SECRET):
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": sign(body, ts, secret),
+        "Content-Type": "application/json",
+    }
+
+
+def message_event(
+    text: str,
+    *,
+    event_id: str,
+    ts: str,
+    channel: str = CHANNEL,
+    user: str = "UALICE",
+    **fields: Any,
+) -> dict[str, Any]:
+    event = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts}
+    event.update(fields)
+    return {
+        "type": "event_callback",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
+def post_event(base_url: str, payload: dict[str, Any], **headers: str) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    return httpx.post(
+        base_url + "/slack/events", content=body, headers={**signed_headers(body), **headers}
+    )
+
+
+# --- fixtures: import the *_fixture functions into a test module; use the short names ------------------------------------
+@pytest.fixture(scope="module", name="redis_server")
+def redis_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="redis_client")
+def redis_client_fixture(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A clean database for each test."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module", name="fake_slack")
+def fake_slack_fixture() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
