@@ -1,0 +1,133 @@
+"""The whole pipeline in one process: ``technoshare run``, the evaluation runner and tests.
+
+    fetch_evidence -> run_stage_a -> run_stage_b -> review_and_repair -> render
+
+The Celery chain runs the same stage functions one task each (``tasks/pipeline_calls.py``) and
+builds its dependencies with :func:`default_deps` too, so both paths use one wiring.
+
+Outcomes: ``success`` (the commentary reply), ``gate_failed`` (the gates still failed after
+one Stage B repair: an honest short note, ``GateFailedError`` semantics), ``error`` (any
+:class:`TechnoShareError`: the error's ``user_message`` in the reply, its one-line reason in
+``PipelineResult.error``). Errors that are not ours propagate: they are bugs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pipeline.errors import GateFailedError, SourceUnavailableError, TechnoShareError
+from pipeline.fetch import Resolver, SafeFetcher
+from pipeline.gates import review_and_repair
+from pipeline.models import Commentary, Coverage, Evidence, Facts, Job, Outcome, PipelineResult
+from pipeline.render import render_commentary, render_error, render_gate_failed
+from pipeline.settings import Settings
+
+
+@dataclass
+class PipelineDeps:
+    """What the stages need besides their input models."""
+
+    settings: Settings
+    fetcher: SafeFetcher
+    llm: Any  # pipeline.llm.LLMClient
+    prompts: Any  # pipeline.prompting.PromptSource
+    context: Any  # pipeline.context.ProjectContext
+
+    def close(self) -> None:
+        self.fetcher.close()
+
+
+def default_deps(
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    resolver: Resolver | None = None,
+) -> PipelineDeps:
+    """Production wiring; ``transport``/``resolver`` are the fetcher's seams (recorded web)."""
+    from pipeline.context import load_project_context
+    from pipeline.llm import LLMClient  # lazy: litellm takes seconds to import
+    from pipeline.prompting import FilePromptSource
+
+    return PipelineDeps(
+        settings=settings,
+        fetcher=SafeFetcher(settings, transport=transport, resolver=resolver),
+        llm=LLMClient(settings),
+        prompts=FilePromptSource(),
+        context=load_project_context(settings=settings),
+    )
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _stage_a(evidence: Evidence, deps: PipelineDeps) -> Facts:
+    from pipeline.stage_a import run_stage_a
+
+    return run_stage_a(
+        evidence, llm=deps.llm, prompts=deps.prompts, fetcher=deps.fetcher, settings=deps.settings
+    )
+
+
+def _stage_b(
+    facts: Facts, evidence: Evidence, deps: PipelineDeps, feedback: list[str] | None = None
+) -> Commentary:
+    from pipeline.stage_b import run_stage_b
+
+    return run_stage_b(
+        facts,
+        evidence,
+        context=deps.context,
+        llm=deps.llm,
+        prompts=deps.prompts,
+        settings=deps.settings,
+        feedback=feedback,
+    )
+
+
+def _require_readable(evidence: Evidence) -> None:
+    if evidence.coverage == Coverage.failed:
+        reason = evidence.coverage_reason or "nothing could be read"
+        raise SourceUnavailableError(
+            f"no evidence for {evidence.url}: {reason}",
+            user_message=f"Nothing could be read from this link ({one_line(reason)}).",
+        )
+
+
+def run_pipeline(job: Job, deps: PipelineDeps) -> PipelineResult:
+    """Run every stage on ``job``; never raises a :class:`TechnoShareError` (it becomes the
+    ``error`` outcome)."""
+    from pipeline.adapters import fetch_evidence
+
+    settings = deps.settings
+    result = PipelineResult(job=job, outcome=Outcome.error)
+    try:
+        result.evidence = evidence = fetch_evidence(job.url, settings, deps.fetcher)
+        _require_readable(evidence)
+        result.facts = facts = _stage_a(evidence, deps)
+        draft = _stage_b(facts, evidence, deps)
+        commentary, report = review_and_repair(
+            job,
+            evidence,
+            facts,
+            draft,
+            rerun_stage_b=lambda feedback: _stage_b(facts, evidence, deps, feedback),
+            settings=settings,
+            context=deps.context,
+        )
+        result.commentary, result.gate_report = commentary, report
+        if not report.passed:
+            failed = ", ".join(r.name for r in report.failures)
+            result.outcome = Outcome.gate_failed
+            result.error = GateFailedError(f"gates failed after one repair: {failed}").reason
+            result.message = render_gate_failed(job, evidence, report)
+            return result
+        result.message = render_commentary(job, evidence, facts, commentary, report, settings)
+        result.outcome = Outcome.success
+    except TechnoShareError as exc:
+        result.outcome = Outcome.error
+        result.error = one_line(exc.reason)
+        result.message = render_error(job, exc.user_message)
+    return result

@@ -1,0 +1,98 @@
+"""``technoshare run URL [--json] [--recorded]``: the whole pipeline in-process on one link.
+
+Prints the Slack reply as readable text (``--json``: the full PipelineResult). Exit codes:
+0 success, 3 gate_failed, 1 error (one-line reason on stderr). ``--recorded`` serves every
+request from the repository's recorded web data, so recorded URLs work fully offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import sys
+import time
+
+from pipeline.errors import TechnoShareError
+from pipeline.models import Job, Outcome, PipelineResult, SlackMessage
+
+EXIT_OK, EXIT_ERROR, EXIT_GATE_FAILED = 0, 1, 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="the link to comment on")
+    parser.add_argument("--json", action="store_true", help="print the full PipelineResult JSON")
+    parser.add_argument(
+        "--recorded",
+        action="store_true",
+        help="serve every request from the recorded web data (offline)",
+    )
+
+
+def make_cli_job(url: str) -> Job:
+    from pipeline.links import canonical_url, normalize_url
+
+    url = url.strip()
+    canonical = canonical_url(url)
+    stamp = f"{time.time():.6f}"
+    return Job(
+        job_id=Job.make_id("cli", stamp, canonical),
+        channel_id="cli",
+        message_ts=stamp,
+        message_text=url,  # the "message": links in it may be quoted in the reply
+        url=normalize_url(url),
+        canonical_url=canonical,
+    )
+
+
+def readable_text(message: SlackMessage) -> str:
+    """Slack mrkdwn -> terminal text: ``<url|label>`` becomes ``label (url)``, entities undone."""
+
+    def link(m: re.Match[str]) -> str:
+        url, _, label = m.group(1).partition("|")
+        return f"{label} ({url})" if label else url
+
+    return html.unescape(re.sub(r"<([^<>]+)>", link, message.text))
+
+
+def _deps(settings, recorded: bool):  # type: ignore[no-untyped-def]
+    from pipeline.runner import default_deps
+
+    if not recorded:
+        return default_deps(settings)
+    from services.recorded_web import RecordedWeb
+
+    web = RecordedWeb()
+    return default_deps(settings, transport=web.transport, resolver=web.resolver)
+
+
+def run(url: str, *, recorded: bool = False) -> PipelineResult:
+    from pipeline.runner import run_pipeline
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    job = make_cli_job(url)
+    deps = _deps(settings, recorded)
+    try:
+        return run_pipeline(job, deps)
+    finally:
+        deps.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    if not re.match(r"https?://\S+$", args.url.strip(), re.I):
+        print(f"error: not an http(s) link: {args.url!r}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        result = run(args.url, recorded=args.recorded)
+    except TechnoShareError as exc:  # e.g. ConfigError while building the dependencies
+        print(f"error: {' '.join(exc.reason.split())}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif result.message is not None:
+        print(readable_text(result.message))
+    if result.outcome == Outcome.success:
+        return EXIT_OK
+    print(f"{result.outcome.value}: {result.error}", file=sys.stderr)
+    return EXIT_GATE_FAILED if result.outcome == Outcome.gate_failed else EXIT_ERROR
