@@ -158,6 +158,9 @@ class JobStore:
         self.r.expire(key, JOB_TTL_SECONDS)
         return True
 
+    def delete(self, job_id: str) -> None:
+        self.r.delete(self._key(job_id))
+
     def get(self, job_id: str) -> JobRecord | None:
         data = self.r.hgetall(self._key(job_id))
         return JobRecord.from_hash(data) if data and "job" in data else None
@@ -281,8 +284,15 @@ class JobStore:
         """Forget an event whose handling failed, so Slack's retry is processed."""
         self.r.delete(EVENT_SEEN_KEY.format(event_id=event_id))
 
-    def claim_message_link(self, channel_id: str, message_ts: str, canonical_url: str) -> bool:
-        key = MESSAGE_LINK_SEEN_KEY.format(
+    @staticmethod
+    def _message_link_key(channel_id: str, message_ts: str, canonical_url: str) -> str:
+        return MESSAGE_LINK_SEEN_KEY.format(
             channel_id=channel_id, message_ts=message_ts, url_hash=url_hash(canonical_url)
         )
+
+    def claim_message_link(self, channel_id: str, message_ts: str, canonical_url: str) -> bool:
+        key = self._message_link_key(channel_id, message_ts, canonical_url)
         return bool(self.r.set(key, "1", nx=True, ex=MESSAGE_LINK_SEEN_TTL_SECONDS))
+
+    def release_message_link(self, channel_id: str, message_ts: str, canonical_url: str) -> None:
+        self.r.delete(self._message_link_key(channel_id, message_ts, canonical_url))

@@ -260,3 +260,60 @@ def redis_client_fixture(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def fake_slack_fixture() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN) as fake:
         yield fake
+
+
+# --- a worker stack for task tests --------------------------------------------------------
+class Stack:
+    """redis-server + fake Slack + an io worker (prefork) + an llm worker (threads)."""
+
+    def __init__(self, tmp: Path, fake: FakeSlack, **env_extra: str) -> None:
+        from pipeline.settings import Settings
+        from services.job_store import JobStore
+        from tasks.app import create_app
+
+        self.tmp, self.fake = tmp, fake
+        self.redis = RedisServer(tmp)
+        self.env = service_env(self.redis.url, fake.api_url, tmp / "state", **env_extra)
+        self.workers: list[Worker] = []
+        self.store = JobStore.from_url(self.redis.url)
+        self.celery = create_app(Settings(redis_url=self.redis.url))
+
+    def start_workers(self, llm_pool: str = "threads", llm_concurrency: int = 2) -> Stack:
+        io = Worker("io", "io", "prefork", 2, self.env, self.tmp)
+        llm = Worker("llm", "llm", llm_pool, llm_concurrency, self.env, self.tmp)
+        self.workers += [io.wait_ready(), llm.wait_ready()]
+        return self
+
+    def submit(self, url: str, *, ts: str, channel: str = CHANNEL, thread_ts: str | None = None):
+        from pipeline.models import Job
+
+        job = Job(
+            job_id=Job.make_id(channel, ts, url), channel_id=channel, message_ts=ts,
+            thread_ts=thread_ts, url=url, canonical_url=url, message_text=f"<{url}>",
+        )  # fmt: skip
+        assert self.store.create(job)
+        self.celery.send_task("technoshare.start_job", args=[job.job_id])
+        return job.job_id
+
+    def wait_final(self, job_ids: list[str], timeout: float = 60) -> dict[str, Any]:
+        from services.job_store import FINAL_STATUSES
+
+        def done() -> dict[str, Any] | None:
+            records = {j: self.store.require(j) for j in job_ids}
+            return records if all(r.status in FINAL_STATUSES for r in records.values()) else None
+
+        try:
+            return wait_until(done, timeout, f"jobs {job_ids} to finish", 0.1)
+        except TimeoutError:
+            raise AssertionError(self.diagnostics(job_ids)) from None
+
+    def diagnostics(self, job_ids: list[str]) -> str:
+        out = [f"{j}: {self.store.get(j)}" for j in job_ids]
+        out += [f"--- {w.name}\n{w.log()[-4000:]}" for w in self.workers]
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.celery.close()
+        self.redis.stop()

@@ -1,0 +1,152 @@
+"""The Celery chain on real processes: redis-server, an io worker (prefork) and an llm worker
+(threads), fake Slack. The pipeline stages are deterministic stand-ins (tests/support/standins.py):
+these tests are about delivery, retries, headers, idempotent posting and reprocessing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID
+from services.job_store import JobStatus
+from tasks.entry import STAGES
+from tests.support.fake_slack import Failure
+from tests.support.service import CHANNEL, Stack, fake_slack_fixture, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, fake_slack):
+    s = Stack(tmp_path_factory.mktemp("tasks"), fake_slack, TS_TEST_STANDINS="1")
+    try:
+        yield s.start_workers()
+    finally:
+        s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_slack(fake_slack):
+    fake_slack.reset()
+
+
+def replies_for(fake, job_id_ts: str) -> list[dict]:
+    return [p for p in fake.posts() if p.get("thread_ts") == job_id_ts]
+
+
+def test_chain_posts_once_and_every_stage_saw_the_parent_run(stack, fake_slack):
+    job_id = stack.submit("https://example.com/ok", ts="10.1")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.posted and record.attempt == 1
+    assert record.parent_run_id
+    assert set(record.seen) == set(STAGES)
+    for stage in STAGES:
+        seen = record.seen[stage]
+        assert seen["headers"][HEADER_PARENT_RUN_ID] == record.parent_run_id, stage
+        assert seen["headers"][HEADER_JOB_ID] == job_id, stage
+        assert seen["attempt"] == 1
+    [reply] = replies_for(fake_slack, "10.1")
+    assert reply["channel"] == CHANNEL and "example.com/ok" in reply["text"]
+    assert record.reply_ts and record.replies == {1: record.reply_ts}
+    assert fake_slack.reactions[(CHANNEL, "10.1")] == {"white_check_mark"}
+
+
+def test_retryable_error_is_retried_with_headers(stack, fake_slack):
+    job_id = stack.submit("https://example.com/flaky", ts="11.1")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.posted
+    fetch = record.seen["fetch_evidence"]
+    assert fetch["retries"] == 1  # the retry ran, and still carried the headers
+    assert fetch["headers"][HEADER_PARENT_RUN_ID] == record.parent_run_id
+    assert len(replies_for(fake_slack, "11.1")) == 1
+
+
+def test_terminal_error_fails_the_job_with_one_short_note(stack, fake_slack):
+    job_id = stack.submit("https://example.com/fail", ts="12.1")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.failed
+    assert "SourceUnavailableError" in record.last_error
+    assert "stage_a" not in record.seen  # terminal: no retry, the chain stopped
+    assert record.seen["fetch_evidence"]["retries"] == 0
+    [note] = replies_for(fake_slack, "12.1")
+    assert "could not be read" in note["text"]
+    assert fake_slack.reactions[(CHANNEL, "12.1")] == {"warning"}
+
+
+def test_slack_429_is_retried_after_retry_after_and_posts_once(stack, fake_slack):
+    fake_slack.fail_next(
+        "chat.postMessage", Failure(status=429, error="ratelimited", headers={"Retry-After": "1"})
+    )
+    fake_slack.fail_next("chat.postMessage", Failure(status=503))
+    job_id = stack.submit("https://example.com/limited", ts="13.1")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.posted
+    assert record.seen["slack_post"]["retries"] == 2
+    assert len(fake_slack.calls_of("chat.postMessage:failed")) == 2
+    assert len(replies_for(fake_slack, "13.1")) == 1
+
+
+def test_invalid_auth_fails_at_once_with_a_clear_error(stack, fake_slack):
+    fake_slack.fail_next("chat.postMessage", Failure(error="invalid_auth"), times=2)
+    job_id = stack.submit("https://example.com/auth", ts="14.1")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.failed
+    assert "SlackAuthError" in record.last_error and "invalid_auth" in record.last_error
+    assert record.seen["slack_post"]["retries"] == 0
+    # the post, then the failure note (which cannot be posted either): no retries
+    assert len(fake_slack.calls_of("chat.postMessage:failed")) == 2
+    assert fake_slack.posts() == []
+
+
+def test_redelivered_post_does_not_post_twice(stack, fake_slack):
+    job_id = stack.submit("https://example.com/once", ts="15.1")
+    stack.wait_final([job_id])
+    carry = {
+        "attempt": 1,
+        "message": {"channel": CHANNEL, "thread_ts": "15.1", "text": "again", "outcome": "success"},
+        "gate_report": {"results": []},
+    }
+    results = [
+        stack.celery.send_task("technoshare.slack_post", args=[carry, job_id]) for _ in range(3)
+    ]
+    for result in results:
+        result.get(timeout=30)
+    assert len(replies_for(fake_slack, "15.1")) == 1
+    assert stack.store.require(job_id).status == JobStatus.posted
+
+
+def test_same_link_in_the_channel_within_the_window_links_the_earlier_thread(stack, fake_slack):
+    first = stack.submit("https://example.com/repeat", ts="16.1")
+    stack.wait_final([first])
+    second = stack.submit("https://example.com/repeat", ts="16.2")
+    record = stack.wait_final([second])[second]
+    assert record.status == JobStatus.duplicate and record.duplicate_of == first
+    [note] = replies_for(fake_slack, "16.2")
+    earlier_ts = stack.store.require(first).reply_ts.replace(".", "")
+    assert f"/archives/{CHANNEL}/p{earlier_ts}" in note["text"]
+    assert "stage_a" not in record.seen  # not analysed again
+
+
+def test_reprocess_from_the_celery_cli_reruns_in_the_same_thread(stack, fake_slack):
+    job_id = stack.submit("https://example.com/again", ts="17.1")
+    before = stack.wait_final([job_id])[job_id]
+    out = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", "call", "technoshare.reprocess",
+         "--args", f'["{job_id}"]'],
+        env=stack.env, capture_output=True, text=True, timeout=60, cwd=stack.tmp.parent,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+    def second_attempt_done():
+        r = stack.store.require(job_id)
+        return r if r.attempt == 2 and r.status == JobStatus.posted else None
+
+    after = wait_until(second_attempt_done, 60, "the reprocess")
+    assert after.reprocess_of == before.parent_run_id
+    assert all(after.seen[s]["attempt"] == 2 for s in STAGES)
+    assert all(after.seen[s]["headers"][HEADER_PARENT_RUN_ID] == after.parent_run_id for s in STAGES)
+    replies = replies_for(fake_slack, "17.1")
+    assert len(replies) == 2 and after.replies[1] != after.replies[2]
