@@ -1,0 +1,150 @@
+"""Run the pipeline on every dataset example, offline, with a simple progress bar on stderr.
+
+Each example becomes a :class:`Job` (channel ``eval``, the example's Slack message text) and goes
+through ``pipeline.runner.run_pipeline`` exactly as ``technoshare run --recorded`` would: fetch
+from the recorded web (``RecordedWeb``), stage A, stage B, gates with the one repair. An
+exception that is not a ``TechnoShareError`` is a pipeline bug: the example is recorded as a
+``crash`` (and fails) so one bug does not hide the other results.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from eval.dataset import EvalExample
+from eval.scorers import outputs_from_result, score_example
+from pipeline.models import Job, PipelineResult
+from pipeline.settings import Settings
+
+
+@dataclass
+class ExampleRun:
+    example: EvalExample
+    outputs: dict[str, Any]
+    scores: dict[str, Any]
+    duration_seconds: float
+    prompt_versions: dict[str, str] = field(default_factory=dict)  # prompt name -> version
+    models: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0
+
+    @property
+    def expectations(self) -> dict[str, Any]:
+        return {
+            "expected_themes": self.example.expected_themes,
+            "must_mention": self.example.must_mention,
+        }
+
+
+class Progress:
+    """``[#####.....] 12/27 gh-httpx success 0.4s``: redrawn in place on a terminal, one line
+    per example otherwise (CI logs)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24) -> None:
+        self.total, self.done, self.width = total, 0, width
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def step(self, label: str, status: str) -> None:
+        self.done += 1
+        filled = round(self.width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        line = f"[{bar}] {self.done}/{self.total} {label} {status}"
+        if self.tty:
+            end = "\n" if self.done == self.total else ""
+            self.stream.write(f"\r\x1b[2K{line}{end}")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def make_eval_job(example: EvalExample) -> Job:
+    from pipeline.links import canonical_url, normalize_url
+
+    canonical = canonical_url(example.url)
+    return Job(
+        job_id=Job.make_id("eval", example.id, canonical),
+        channel_id="eval",
+        message_ts=example.id,
+        message_text=example.message_text,
+        url=normalize_url(example.url),
+        canonical_url=canonical,
+    )
+
+
+@contextmanager
+def recorded_deps(
+    settings: Settings, *, prompts_dir: Path | None = None, recorded_dir: Path | None = None
+) -> Iterator[Any]:
+    """Pipeline dependencies with every request served by the recorded web (offline)."""
+    from pipeline.runner import default_deps
+    from services.recorded_web import RecordedWeb
+
+    web = RecordedWeb(recorded_dir) if recorded_dir else RecordedWeb()
+    deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
+    if prompts_dir is not None:
+        from pipeline.prompting import FilePromptSource
+
+        deps.prompts = FilePromptSource(prompts_dir)
+    try:
+        yield deps
+    finally:
+        deps.close()
+
+
+def _usage_of(result: PipelineResult) -> tuple[dict[str, str], list[str], float]:
+    usages = [
+        u
+        for u in (
+            result.facts and result.facts.usage,
+            result.commentary and result.commentary.usage,
+        )
+        if u
+    ]
+    versions = {u.prompt_name: u.prompt_version for u in usages if u.prompt_name}
+    models = sorted({c.model for u in usages for c in u.calls if c.model})
+    return versions, models, sum(u.cost_usd for u in usages)
+
+
+def run_example(example: EvalExample, deps: Any) -> ExampleRun:
+    from pipeline.runner import run_pipeline
+
+    started = time.perf_counter()
+    try:
+        result = run_pipeline(make_eval_job(example), deps)
+    except Exception as exc:  # a bug in the pipeline: record it, keep evaluating the rest
+        outputs: dict[str, Any] = {
+            "outcome": "crash",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=8),
+            "commentary": None,
+            "gates": [],
+            "facts": [],
+        }
+        versions: dict[str, str] = {}
+        models: list[str] = []
+        cost = 0.0
+    else:
+        outputs = outputs_from_result(result)
+        versions, models, cost = _usage_of(result)
+    duration = time.perf_counter() - started
+    scores = score_example(
+        outputs, {"expected_themes": example.expected_themes, "must_mention": example.must_mention}
+    )
+    return ExampleRun(example, outputs, scores, duration, versions, models, cost)
+
+
+def run_examples(examples: list[EvalExample], deps: Any, progress: Progress) -> list[ExampleRun]:
+    runs = []
+    for example in examples:
+        run = run_example(example, deps)
+        verdict = "PASS" if run.scores["passed"] else "FAIL"
+        progress.step(example.id, f"{run.outputs['outcome']} {verdict} {run.duration_seconds:.1f}s")
+        runs.append(run)
+    return runs
