@@ -158,6 +158,9 @@ class Facts(_Model):
     coverage_assessment: str = ""
     tool_calls: int = 0
     fetched_urls: list[str] = Field(default_factory=list)  # URLs read through the fetch_url tool
+    # Text read through the fetch_url tool, numbered after the evidence's snippets (S7, S8...):
+    # facts may cite these ids too, so citation checks use evidence ids + these ids.
+    fetched_snippets: list[Snippet] = Field(default_factory=list)
     usage: StageUsage = Field(default_factory=StageUsage)
 
 
