@@ -30,7 +30,6 @@ class ExampleRun:
     outputs: dict[str, Any]
     scores: dict[str, Any]
     duration_seconds: float
-    prompt_versions: dict[str, str] = field(default_factory=dict)  # prompt name -> version
     models: list[str] = field(default_factory=list)
     cost_usd: float = 0.0
 
@@ -83,8 +82,9 @@ def recorded_deps(
     settings: Settings, *, prompts_dir: Path | None = None, recorded_dir: Path | None = None
 ) -> Iterator[Any]:
     """Pipeline dependencies with every request served by the recorded web (offline)."""
-    from pipeline.runner import default_deps
     from services.recorded_web import RecordedWeb
+
+    from pipeline.runner import default_deps
 
     web = RecordedWeb(recorded_dir) if recorded_dir else RecordedWeb()
     deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
@@ -98,7 +98,7 @@ def recorded_deps(
         deps.close()
 
 
-def _usage_of(result: PipelineResult) -> tuple[dict[str, str], list[str], float]:
+def _usage_of(result: PipelineResult) -> tuple[list[str], float]:
     usages = [
         u
         for u in (
@@ -107,9 +107,8 @@ def _usage_of(result: PipelineResult) -> tuple[dict[str, str], list[str], float]
         )
         if u
     ]
-    versions = {u.prompt_name: u.prompt_version for u in usages if u.prompt_name}
     models = sorted({c.model for u in usages for c in u.calls if c.model})
-    return versions, models, sum(u.cost_usd for u in usages)
+    return models, sum(u.cost_usd for u in usages)
 
 
 def run_example(example: EvalExample, deps: Any) -> ExampleRun:
@@ -127,17 +126,16 @@ def run_example(example: EvalExample, deps: Any) -> ExampleRun:
             "gates": [],
             "facts": [],
         }
-        versions: dict[str, str] = {}
         models: list[str] = []
         cost = 0.0
     else:
         outputs = outputs_from_result(result)
-        versions, models, cost = _usage_of(result)
+        models, cost = _usage_of(result)
     duration = time.perf_counter() - started
     scores = score_example(
         outputs, {"expected_themes": example.expected_themes, "must_mention": example.must_mention}
     )
-    return ExampleRun(example, outputs, scores, duration, versions, models, cost)
+    return ExampleRun(example, outputs, scores, duration, models, cost)
 
 
 def run_examples(examples: list[EvalExample], deps: Any, progress: Progress) -> list[ExampleRun]:

@@ -8,8 +8,9 @@ Five charts, drawn as inline SVG in Python (no JavaScript, no CDN, opens from a 
 4. LLM cost per day (USD);
 5. gate failures per day (jobs whose outcome was ``gate_failed``).
 
-Jobs are the top-level runs of ``MLFLOW_EXPERIMENT`` (one parent run per job; stage runs are
-nested and skipped). ``JobFields`` names the tags and metrics read from them.
+Jobs are the top-level runs of ``MLFLOW_EXPERIMENT`` tagged ``run_kind=job`` (one parent run per
+job; nested stage runs and prompt-sync runs are skipped). ``JobFields`` names the tags and
+metrics read from them, as ``observability/`` writes them.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ class JobFields:
     """Where each job's facts live on its parent run (observability/mlflow_backend.py)."""
 
     outcome: str = "outcome"  # tag
-    url: str = "url"  # tag
+    url: str = "target_url"  # tag
     domain: str = "domain"  # tag; derived from ``url`` when absent
     coverage: str = "coverage"  # tag
     cost_metric: str = "cost_usd"
+    kind: str = "run_kind"  # tag: job | stage | prompt_sync (absent on old runs: a job)
 
 
 @dataclass
@@ -150,7 +152,8 @@ def collect(
     job_exp = client.get_experiment_by_name(settings.mlflow_experiment)
     if job_exp is not None:
         for run in _all_runs(client, job_exp.experiment_id, window):
-            if PARENT_RUN_TAG not in run.data.tags:
+            tags = run.data.tags
+            if PARENT_RUN_TAG not in tags and tags.get(fields.kind, "job") == "job":
                 data.jobs.append(job_record(run, fields))
     return data
 

@@ -66,7 +66,8 @@ def _prompt_versions(prompts_dir: Path) -> dict[str, str]:
     from pipeline.prompting import FilePromptSource
 
     source = FilePromptSource(prompts_dir)
-    return {p.stem: source.get(p.stem).version for p in sorted(prompts_dir.glob("*.md"))}
+    names = [p.stem for p in sorted(prompts_dir.glob("*.md")) if p.stem.lower() != "readme"]
+    return {name: source.get(name).version for name in names}
 
 
 def _params(settings: Any, meta: dict[str, Any], judges: dict[str, Any]) -> dict[str, str]:

@@ -58,15 +58,17 @@ def store(tmp_path, monkeypatch):
         run = client.create_run(
             jobs_exp,
             start_time=_ms(NOW - timedelta(days=days_ago)),
-            tags={"outcome": outcome, "url": url, "coverage": coverage},
+            tags={"outcome": outcome, "target_url": url, "coverage": coverage, "run_kind": "job"},
         )
         client.log_metric(run.info.run_id, "cost_usd", cost)
         stage = client.create_run(  # nested stage runs must not count as jobs
             jobs_exp,
             start_time=_ms(NOW - timedelta(days=days_ago)),
-            tags={"mlflow.parentRunId": run.info.run_id, "outcome": "success", "url": url},
+            tags={"mlflow.parentRunId": run.info.run_id, "outcome": "success", "target_url": url},
         )
         client.log_metric(stage.info.run_id, "cost_usd", 99.0)
+    sync = client.create_run(jobs_exp, start_time=_ms(NOW), tags={"run_kind": "prompt_sync"})
+    client.log_metric(sync.info.run_id, "cost_usd", 50.0)  # not a job either
     return tmp_path
 
 
