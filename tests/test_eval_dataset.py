@@ -92,3 +92,14 @@ def test_missing_file_and_bad_json_are_clear(tmp_path):
     bad.write_text("{", encoding="utf-8")
     with pytest.raises(DatasetError, match="invalid JSON"):
         load_dataset(bad)
+
+
+def test_expected_themes_are_the_project_context_themes(dataset):
+    from pipeline.context import load_project_context
+    from pipeline.gates import GENERAL_THEME
+
+    names = set(load_project_context().theme_names()) | {GENERAL_THEME}
+    for e in dataset.examples:
+        assert set(e.expected_themes) <= names, (e.id, set(e.expected_themes) - names)
+    used = {t for e in dataset.examples for t in e.expected_themes}
+    assert len(used - {GENERAL_THEME}) >= 5, "the dataset should exercise most team themes"
