@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     github_api_url: str = "https://api.github.com"
     github_token: SecretStr | None = None
+    fetch_recorded: bool = False  # serve every fetch from data/recorded (demo, offline dev, e2e)
     fetch_allow_hosts: CommaList = Field(default_factory=list)  # hosts/IPs exempt from SSRF checks
     fetch_max_bytes: int = 5 * 1024 * 1024
     fetch_connect_timeout: float = 5.0

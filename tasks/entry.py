@@ -95,8 +95,8 @@ def answer_duplicate(task: Any, record: JobRecord, earlier_id: str) -> dict[str,
     if earlier is not None and earlier.reply_ts:
         permalink = sink.permalink(earlier.job.channel_id, earlier.reply_ts)
     post_once(store, sink, job, attempt, duplicate_message(job, earlier, permalink))
-    store.mark_duplicate(job.job_id, earlier_id)
     set_reaction(sink, job, Outcome.duplicate)
+    store.mark_duplicate(job.job_id, earlier_id)
     return {"job_id": job.job_id, "attempt": attempt, "duplicate_of": earlier_id}
 
 
@@ -109,14 +109,13 @@ def job_failed(self: Any, failed_task_id: str, job_id: str, attempt: int) -> Non
         return  # nothing to do, or this attempt has its reply already
     job = record.job
     error = record.last_error or f"task {failed_task_id} failed"
-    store.set_status(job_id, JobStatus.failed, error=error)
     message = calls.render_error(job, record.user_error or TerminalError.user_message)
     try:
         with retry_transient(self, job_id):
             post_once(store, sink, job, attempt, message)
     except TerminalError as exc:  # e.g. invalid_auth: the note cannot be posted either
         log.error("job %s failed (%s); the failure note was not posted: %s", job_id, error, exc)
-        store.set_status(job_id, JobStatus.failed, error=error)
     set_reaction(sink, job, Outcome.error)
     headers = {**record.headers, **current_headers(self)}
     hooks.end_job(job, headers, Outcome.error, reply=message, error=error)
+    store.set_status(job_id, JobStatus.failed, error=error)  # last: "failed" means all is done

@@ -2,21 +2,15 @@
 
 Imports are lazy: the io worker never imports the LLM stack, and `celery -A tasks ...` commands
 that only publish stay fast. Dependencies (fetcher, LLM client, prompts, team context) are built
-once per process by ``pipeline.runner.default_deps``.
+once per process by ``pipeline.runner.default_deps``, the same wiring as ``technoshare run``;
+with ``FETCH_RECORDED=true`` the fetcher is served from the recorded web data (offline).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline.models import (
-    Commentary,
-    Evidence,
-    Facts,
-    GateReport,
-    Job,
-    SlackMessage,
-)
+from pipeline.models import Commentary, Evidence, Facts, GateReport, Job, SlackMessage
 from pipeline.settings import Settings
 
 _built: list[tuple[Settings, Any]] = []  # (settings, deps): settings are not hashable
@@ -26,7 +20,14 @@ def _deps(settings: Settings) -> Any:
     if not _built or _built[0][0] is not settings:
         from pipeline.runner import default_deps
 
-        _built[:] = [(settings, default_deps(settings))]
+        if settings.fetch_recorded:
+            from services.recorded_web import RecordedWeb
+
+            web = RecordedWeb()
+            deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
+        else:
+            deps = default_deps(settings)
+        _built[:] = [(settings, deps)]
     return _built[0][1]
 
 
@@ -35,35 +36,26 @@ def reset() -> None:
 
 
 def fetch_evidence(job: Job, settings: Settings) -> Evidence:
+    from pipeline import runner
     from pipeline.adapters import fetch_evidence as fetch
 
-    return fetch(job.url, settings, _deps(settings).fetcher)
+    evidence = fetch(job.url, settings, _deps(settings).fetcher)
+    runner._require_readable(evidence)  # nothing read: a terminal, user-visible error
+    return evidence
 
 
 def stage_a(evidence: Evidence, settings: Settings) -> Facts:
-    from pipeline.stage_a import run_stage_a
+    from pipeline import runner
 
-    deps = _deps(settings)
-    return run_stage_a(
-        evidence, llm=deps.llm, prompts=deps.prompts, fetcher=deps.fetcher, settings=settings
-    )
+    return runner._stage_a(evidence, _deps(settings))
 
 
 def stage_b(
     facts: Facts, evidence: Evidence, settings: Settings, feedback: list[str] | None = None
 ) -> Commentary:
-    from pipeline.stage_b import run_stage_b
+    from pipeline import runner
 
-    deps = _deps(settings)
-    return run_stage_b(
-        facts,
-        evidence,
-        context=deps.context,
-        llm=deps.llm,
-        prompts=deps.prompts,
-        settings=settings,
-        feedback=feedback,
-    )
+    return runner._stage_b(facts, evidence, _deps(settings), feedback)
 
 
 def quality_gates(

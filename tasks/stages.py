@@ -156,10 +156,10 @@ def slack_post(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, Any]:
 def finish(job: Job, headers: dict[str, str], message: SlackMessage, report: GateReport) -> None:
     """After the reply: final status, reaction, repeat-link memory, the parent run's outcome."""
     store, settings = runtime.store(), runtime.settings()
-    store.set_status(job.job_id, STATUS_FOR_OUTCOME[message.outcome])
     if report.passed:
         store.remember_answer(
             job.channel_id, job.canonical_url, job.job_id, settings.repeat_window_days
         )
     set_reaction(runtime.sink(), job, message.outcome)
     hooks.end_job(job, headers, message.outcome, reply=message)
+    store.set_status(job.job_id, STATUS_FOR_OUTCOME[message.outcome])  # last: all is done

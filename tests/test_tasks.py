@@ -146,7 +146,10 @@ def test_reprocess_from_the_celery_cli_reruns_in_the_same_thread(stack, fake_sla
 
     after = wait_until(second_attempt_done, 60, "the reprocess")
     assert after.reprocess_of == before.parent_run_id
+    assert after.parent_run_id and after.parent_run_id != before.parent_run_id
     assert all(after.seen[s]["attempt"] == 2 for s in STAGES)
-    assert all(after.seen[s]["headers"][HEADER_PARENT_RUN_ID] == after.parent_run_id for s in STAGES)
+    assert all(
+        after.seen[s]["headers"][HEADER_PARENT_RUN_ID] == after.parent_run_id for s in STAGES
+    )
     replies = replies_for(fake_slack, "17.1")
     assert len(replies) == 2 and after.replies[1] != after.replies[2]

@@ -1,5 +1,9 @@
-"""Deterministic stand-ins for the pipeline stages, for service tests that exercise the queue
-machinery (delivery, retries, idempotency, crashes) rather than the stages themselves.
+"""Deterministic stand-ins for the pipeline stages and the MLflow backend, for service tests
+that exercise the queue machinery (delivery, retries, headers, idempotency, crashes) rather than
+the stages or MLflow (tests/test_e2e_service.py runs the real ones).
+
+The observability stand-in gives every begin_job a fresh parent run id and traceparent at once,
+so header propagation is asserted without MLflow's start-up cost.
 
 Test hooks, read from the environment of the worker:
   TS_TEST_SLOW_STAGE_A=<seconds>   stage_a sleeps that long (time to kill the worker)
@@ -11,6 +15,11 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
 
 from pipeline.errors import FetchNetworkError, SourceUnavailableError
 from pipeline.models import (
@@ -29,6 +38,7 @@ from pipeline.models import (
     Source,
 )
 from pipeline.settings import Settings
+from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from tasks import pipeline_calls, runtime
 
 
@@ -52,6 +62,7 @@ def fetch_evidence(job: Job, settings: Settings) -> Evidence:
 
 
 def stage_a(evidence: Evidence, settings: Settings) -> Facts:
+    runtime.store().r.incr(f"test:stage_a_runs:{evidence.url}")  # counts re-executions
     delay = float(os.environ.get("TS_TEST_SLOW_STAGE_A") or 0)
     if delay:
         time.sleep(delay)
@@ -75,6 +86,30 @@ def render_reply(job, evidence, facts, commentary, report, settings) -> SlackMes
     )
 
 
+def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
+    run = uuid.uuid4().hex
+    return {
+        HEADER_JOB_ID: job.job_id,
+        HEADER_PARENT_RUN_ID: f"standin-{run[:12]}",
+        HEADER_TRACEPARENT: f"00-{run}-{run[:16]}-01",
+    }
+
+
+@contextmanager
+def stage_run(stage: str, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
+    from observability.hooks import StageRecorder
+
+    yield StageRecorder(stage=stage)
+
+
+def end_job(job: Job, headers: Mapping[str, str], outcome: Any, **_: Any) -> None:
+    return None
+
+
 def install() -> None:
     for name in ("fetch_evidence", "stage_a", "stage_b", "quality_gates", "render_reply"):
         setattr(pipeline_calls, name, globals()[name])
+    from observability import hooks
+
+    backend = SimpleNamespace(begin_job=begin_job, stage_run=stage_run, end_job=end_job)
+    hooks._backend = lambda: backend  # type: ignore[assignment]
