@@ -1,0 +1,509 @@
+"""Main text of an HTML page, with selectolax's lexbor parser.
+
+The approach is the one reader views use (Arc90 Readability, as Mozilla's Readability documents
+it): drop what is never content (scripts, styles, navigation, headers/footers, asides, forms'
+controls, hidden elements, comments), score paragraphs by their length and commas, give each
+paragraph's score to its ancestors, take the best-scoring container (discounted by its link
+density) plus siblings that look like they belong to it, then remove link lists, widgets and
+image galleries inside it. When that leaves too little text the page is read again with fewer
+removals. Metadata (title, authors, dates, language) comes from ``pipeline.extract_meta``.
+
+``extract_html(html, url) -> ExtractedPage``; ``decode_html(bytes, charset)`` decodes a body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from pipeline.extract_meta import PageMeta, extract_meta, script_language
+
+# Text-bearing elements that are never shown: removed from the whole tree up front.
+_INVISIBLE = "script, style, noscript, template"
+# Never content: paragraphs inside these are not scored, and they are cut from the result.
+_SKIP_TAGS = frozenset(
+    {"nav", "aside", "footer", "header", "button", "input", "select", "textarea", "dialog",
+     "iframe", "object", "embed", "svg", "canvas", "menu", "link", "meta"}
+)  # fmt: skip
+_NEVER_UNLIKELY = frozenset({"html", "body", "a", "article", "main"})
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_UNLIKELY_ROLES = {"menu", "menubar", "complementary", "navigation", "alert", "alertdialog",
+                   "dialog"}  # fmt: skip
+# Class/id words (Readability's lists), matched against the lower-cased value: a case-sensitive
+# alternation is several times faster than re.IGNORECASE on the long class attributes of some
+# sites.
+_UNLIKELY_WORDS = (
+    "-ad-", "ai2html", "banner", "breadcrumbs", "combx", "comment", "community", "cover-wrap",
+    "disqus", "extra", "footer", "gdpr", "header", "legends", "menu", "related", "remark",
+    "replies", "rss", "shoutbox", "sidebar", "skyscraper", "social", "sponsor", "supplemental",
+    "ad-break", "agegate", "pagination", "pager", "popup", "yom-remote",
+)  # fmt: skip
+_MAYBE_WORDS = ("and", "article", "body", "column", "content", "main", "mathjax", "shadow")
+_POSITIVE_WORDS = ("article", "body", "content", "entry", "hentry", "h-entry", "main", "page",
+             "pagination", "post", "text", "blog", "story")  # fmt: skip
+_NEGATIVE_WORDS = (
+    "-ad-", "hidden", "banner", "combx", "comment", "com-", "contact", "footer", "gdpr",
+    "masthead", "media", "meta", "outbrain", "promo", "related", "scroll", "share", "shoutbox",
+    "sidebar", "skyscraper", "sponsor", "shopping", "tags", "widget",
+)  # fmt: skip
+
+
+def _words(words: tuple[str, ...], extra: str = "") -> re.Pattern[str]:
+    return re.compile("|".join([*map(re.escape, words), *([extra] if extra else [])]))
+
+
+_UNLIKELY, _MAYBE = _words(_UNLIKELY_WORDS), _words(_MAYBE_WORDS)
+_POSITIVE, _NEGATIVE = _words(_POSITIVE_WORDS), _words(_NEGATIVE_WORDS, r"(?:^|\s)hid(?:\s|$)")
+_SHARE = re.compile(r"(\b|_)(share|sharedaddy)(\b|_)", re.IGNORECASE)
+_TAG_SCORE = {"div": 5, "pre": 3, "td": 3, "blockquote": 3, "address": -3, "ol": -3, "ul": -3,
+              "dl": -3, "dd": -3, "dt": -3, "li": -3, "form": -3, "h1": -5, "h2": -5, "h3": -5,
+              "h4": -5, "h5": -5, "h6": -5, "th": -5}  # fmt: skip
+_CONDITIONAL = frozenset({"div", "section", "ul", "ol", "table", "form", "fieldset", "figure"})
+_SCORED = "p, pre, td, section, h2, h3, h4, h5, h6"
+_LEAF_DIV = "div:not(:has(blockquote, dl, div, img, ol, p, pre, table, ul))"
+_BLOCKS = (
+    "p, div, section, article, main, li, dt, dd, tr, td, th, pre, blockquote, figure, "
+    "figcaption, address, table, ul, ol, dl, details, summary, center, h1, h2, h3, h4, h5, h6"
+)
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_STRONG_TAGS = frozenset({"p", "li", "dt", "dd", "td", "th", "pre", "blockquote", "figcaption",
+                          "address", "summary"})  # fmt: skip
+# Marker characters inserted into the tree to read paragraphs and links out of one text().
+_HEADING, _STRONG, _LAYOUT, _LINK, _HASH_LINK = "\x1d", "\x1e", "\x1c", "\x1f", "\x1a"
+_BLOCK_KINDS = frozenset({_HEADING, _STRONG, _LAYOUT})
+_MARKS = re.compile("([\x1a-\x1f])")
+_STRIP_UNLIKELY, _WEIGHT_CLASSES, _CLEAN_CONDITIONALLY = 1, 2, 4
+_ALL = _STRIP_UNLIKELY | _WEIGHT_CLASSES | _CLEAN_CONDITIONALLY
+_DIV_TEXT_NEEDED = 3500  # characters of <p> text below which divs are scored too
+_MIN_TEXT = 500  # below this many characters the page is read again with fewer removals
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class Block:
+    """One paragraph (or heading) of main text, whitespace collapsed."""
+
+    text: str
+    heading: bool = False
+
+
+@dataclass
+class ExtractedPage:
+    url: str
+    title: str | None = None
+    authors: list[str] = field(default_factory=list)
+    site_name: str | None = None
+    published: str | None = None
+    modified: str | None = None
+    language: str | None = None
+    description: str | None = None
+    canonical_url: str | None = None
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def byline(self) -> str | None:
+        return ", ".join(self.authors) or None
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(b.text for b in self.blocks)
+
+
+# --- decoding --------------------------------------------------------------------------------
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
+                    "iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252",
+                    "ascii": "cp1252", "shift-jis": "shift_jis", "x-sjis": "shift_jis"}  # fmt: skip
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    label = label.strip().lower()
+    name = _CHARSET_ALIASES.get(label, label)
+    try:
+        "".encode(name)
+    except LookupError:
+        return None
+    return name
+
+
+def decode_html(content: bytes, declared: str | None = None) -> str:
+    """Decode an HTML body: BOM, then valid UTF-8, then the HTTP charset, then ``<meta>``.
+
+    Bytes that are valid UTF-8 are read as UTF-8 even when a label says otherwise: pages saved
+    or re-served as UTF-8 often keep their old ``<meta charset=gb2312>``, while text really in
+    a legacy encoding is almost never valid UTF-8.
+    """
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"),
+                       (b"\xfe\xff", "utf-16-be")):  # fmt: skip
+        if content.startswith(bom):
+            return content[len(bom) :].decode(codec, errors="replace")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    m = _META_CHARSET.search(content[:4096])
+    codec = _codec(declared) or _codec(m.group(1).decode("ascii") if m else None) or "cp1252"
+    return content.decode(codec, errors="replace")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _weight(text: str) -> int:
+    """Characters that are not whitespace: an indentation-proof measure of a string's size."""
+    return len(text) - text.count(" ") - text.count("\n") - text.count("\t") - text.count("\r")
+
+
+def _size(node: LexborNode) -> int:
+    """Text length of a node without whitespace-only text nodes (source indentation).
+
+    Close to the length of the whitespace-collapsed text, at the cost of one C call.
+    """
+    return len(node.text(deep=True, skip_empty=True))
+
+
+# Class and id values repeat a lot within a page and across pages: match each value once.
+@lru_cache(maxsize=4096)
+def _value_weight(value: str) -> int:
+    value = value.lower()
+    return (25 if _POSITIVE.search(value) else 0) - (25 if _NEGATIVE.search(value) else 0)
+
+
+@lru_cache(maxsize=4096)
+def _looks_unlikely(class_and_id: str) -> bool:
+    value = class_and_id.lower()
+    return bool(_UNLIKELY.search(value)) and not _MAYBE.search(value)
+
+
+def _has_ancestor(node: LexborNode, tags: set[str], depth: int = 0) -> bool:
+    parent, level = node.parent, 0
+    while parent is not None and (depth <= 0 or level < depth):
+        if parent.tag in tags:
+            return True
+        parent, level = parent.parent, level + 1
+    return False
+
+
+def _contains(ancestor: LexborNode, node: LexborNode) -> bool:
+    key, parent = ancestor.mem_id, node.parent
+    while parent is not None:
+        if parent.mem_id == key:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _link_density(node: LexborNode, size: int) -> float:
+    """Share of the text (``_size``) inside links; in-page ``#`` links count 30%."""
+    if not size:
+        return 0.0
+    links: float = sum([_size(a) for a in node.css("a")])
+    if links:
+        links -= 0.7 * sum([_size(a) for a in node.css('a[href^="#"]')])
+    return links / size
+
+
+# --- one reading -----------------------------------------------------------------------------
+class _Reading:
+    """One pass over a freshly parsed tree with a given set of removals enabled.
+
+    Removal is lazy: instead of walking the whole tree up front, a paragraph is skipped when it
+    or an ancestor is hidden or unlikely (checked once per element and memoised), and only the
+    chosen container is actually cleaned.
+    """
+
+    def __init__(self, tree: LexborHTMLParser, flags: int) -> None:
+        self.tree = tree
+        self.flags = flags
+        self.scores: dict[int, float] = {}
+        self.nodes: dict[int, LexborNode] = {}
+        self._own: dict[int, tuple[bool, int]] = {}
+        self._skip: dict[int, bool] = {}
+
+    def own(self, node: LexborNode) -> tuple[bool, int]:
+        """(is this element itself never content, its class weight)."""
+        key = node.mem_id
+        found = self._own.get(key)
+        if found is not None:
+            return found
+        tag = node.tag or ""
+        skip, weight = tag in _SKIP_TAGS, 0
+        if not skip and len(node.attrs):
+            a = node.attributes
+            style = a.get("style") or ""
+            cls, ident = a.get("class") or "", a.get("id") or ""
+            skip = (
+                "hidden" in a
+                or a.get("aria-hidden") == "true"
+                or bool(("none" in style or "hidden" in style) and _HIDDEN_STYLE.search(style))
+                or (a.get("role") or "").strip().lower() in _UNLIKELY_ROLES
+            )
+            if (
+                not skip
+                and self.flags & _STRIP_UNLIKELY
+                and (cls or ident)
+                and tag not in _NEVER_UNLIKELY
+                and _looks_unlikely(f"{cls} {ident}")
+            ):
+                skip = not _has_ancestor(node, {"table", "code"}, 3)
+            if self.flags & _WEIGHT_CLASSES:
+                weight = (_value_weight(cls) if cls else 0) + (_value_weight(ident) if ident else 0)
+        self._own[key] = (skip, weight)
+        return skip, weight
+
+    def skipped(self, node: LexborNode) -> bool:
+        """True when the element or any ancestor is never content (memoised up the chain)."""
+        chain: list[LexborNode] = []
+        current: LexborNode | None = node
+        result = False
+        while current is not None:
+            known = self._skip.get(current.mem_id)
+            if known is not None:
+                result = known
+                break
+            chain.append(current)
+            if current.tag in {"body", "html"}:
+                break
+            current = current.parent
+        for element in reversed(chain):
+            result = result or self.own(element)[0]
+            self._skip[element.mem_id] = result
+        return result
+
+    def _candidate(self, node: LexborNode) -> int:
+        key = node.mem_id
+        if key not in self.scores:
+            self.scores[key] = _TAG_SCORE.get(node.tag or "", 0) + self.own(node)[1]
+            self.nodes[key] = node
+        return key
+
+    def score(self, body: LexborNode) -> None:
+        """Give each paragraph's points to its ancestors (5 levels, decaying).
+
+        Text in ``<div>``s without block children counts as paragraphs too, but those are only
+        looked at when the real paragraphs hold too little text for a full summary: most
+        pages put their text in ``<p>`` and have hundreds of tiny layout divs.
+        """
+        scored = self._score_all(body.css(_SCORED))
+        if scored < _DIV_TEXT_NEEDED:
+            self._score_all(body.css(_LEAF_DIV))
+
+    def _score_all(self, paragraphs: list[LexborNode]) -> int:
+        total = 0
+        for para in paragraphs:
+            text = para.text(deep=True, skip_empty=True)
+            size = len(text)
+            if size < 25 or self.skipped(para):
+                continue
+            total += size
+            commas = text.count(",") + text.count("\uff0c") + text.count("\u3001")
+            points = 1 + commas + min(size // 100, 3)
+            ancestor, level = para.parent, 0
+            while ancestor is not None and level < 5:
+                parent = ancestor.parent
+                if parent is None or ancestor.tag == "html":
+                    break
+                key = self._candidate(ancestor)
+                self.scores[key] += points / (1 if level == 0 else 2 if level == 1 else level * 3)
+                ancestor, level = parent, level + 1
+        return total
+
+    def top(self, body: LexborNode) -> tuple[LexborNode, float]:
+        """The best container: highest score discounted by link density, then widened."""
+        final: dict[int, float] = {}
+        for key in sorted(self.scores, key=self.scores.__getitem__, reverse=True):
+            raw = self.scores[key]
+            if len(final) >= 5 and raw <= sorted(final.values())[-5]:
+                break
+            node = self.nodes[key]
+            final[key] = raw * (1 - _link_density(node, _size(node)))
+        if not final:
+            return body, 0.0
+        ranked = sorted(final, key=final.__getitem__, reverse=True)
+        top, top_score = self.nodes[ranked[0]], final[ranked[0]]
+        self.scores.update(final)
+        # Several near-best candidates under one ancestor: the ancestor is the article.
+        close = [self.nodes[k] for k in ranked[1:5] if final[k] >= 0.75 * top_score]
+        if len(close) >= 3:
+            parent = top.parent
+            while parent is not None and parent.tag not in {"body", "html"}:
+                if sum(1 for c in close if _contains(parent, c)) >= 3:
+                    top = parent
+                    break
+                parent = parent.parent
+        # Climb while the parent scores better.
+        last = self.scores.get(top.mem_id, top_score)
+        parent = top.parent
+        while parent is not None and parent.tag not in {"body", "html"}:
+            parent_score = self.scores.get(parent.mem_id)
+            if parent_score is not None:
+                if parent_score < last / 3:
+                    break
+                if parent_score > last:
+                    top = parent
+                    break
+                last = parent_score
+            parent = parent.parent
+        # A wrapper with a single child is the same container.
+        while (
+            top.parent is not None
+            and top.parent.tag not in {"body", "html"}
+            and sum(1 for c in top.parent.iter() if c.is_element_node) == 1
+        ):
+            top = top.parent
+        return top, self.scores.get(top.mem_id, top_score)
+
+    def siblings(self, top: LexborNode, top_score: float) -> list[LexborNode]:
+        """The container plus siblings that score well or read like paragraphs."""
+        parent = top.parent
+        if parent is None or top.tag in {"body", "html"}:
+            return [top]
+        threshold = max(10.0, top_score * 0.2)
+        top_class = top.attrs.get("class") or ""
+        chosen = []
+        for sib in parent.iter():
+            if not sib.is_element_node:
+                continue
+            if sib.mem_id == top.mem_id:
+                chosen.append(sib)
+                continue
+            if self.skipped(sib):
+                continue
+            bonus = top_score * 0.2 if top_class and sib.attrs.get("class") == top_class else 0
+            score = self.scores.get(sib.mem_id)
+            if score is not None and score + bonus >= threshold:
+                chosen.append(sib)
+            elif sib.tag == "p" or (sib.tag == "div" and sib.css_matches(_LEAF_DIV)):
+                text = _norm(sib.text(deep=True))
+                density = _link_density(sib, len(text))
+                if (len(text) > 80 and density < 0.25) or (
+                    0 < len(text) <= 80 and density == 0 and re.search(r"\.( |$)", text)
+                ):
+                    chosen.append(sib)
+        return chosen
+
+    def clean(self, roots: list[LexborNode]) -> None:
+        """Remove what is never content from the chosen container (deepest first)."""
+        doomed: list[LexborNode] = []
+        for root in roots:
+            for node in root.traverse():
+                tag = node.tag
+                if tag not in _SKIP_TAGS and (not node.is_element_node or not len(node.attrs)):
+                    continue  # text, comments, and elements without attributes
+                if node.mem_id == root.mem_id:
+                    continue
+                skip, weight = self.own(node)
+                if skip:
+                    doomed.append(node)
+                elif weight < 0 and self.flags & _CLEAN_CONDITIONALLY:
+                    if tag in _CONDITIONAL or tag in {"h1", "h2"}:
+                        if weight + self.scores.get(node.mem_id, 0.0) < 0:
+                            doomed.append(node)
+                    elif _SHARE.search(f"{node.attrs.get('class')} {node.attrs.get('id')}"):
+                        doomed.append(node)
+        for node in reversed(doomed):
+            node.decompose()
+
+
+# --- serialisation ---------------------------------------------------------------------------
+def _blocks(roots: list[LexborNode], filter_links: bool) -> list[Block]:
+    """Paragraph texts: a break before every block element and ``<br>``.
+
+    Markers inserted into the tree before each block (its kind: heading, paragraph-like, or
+    layout) and around each link let one ``text()`` call yield paragraphs with their link
+    density. Link lists, link-only blocks and tiny layout fragments are dropped.
+    """
+    for root in roots:
+        for node in root.css(_BLOCKS):
+            tag = node.tag
+            node.insert_before(
+                _HEADING if tag in _HEADINGS else _STRONG if tag in _STRONG_TAGS else _LAYOUT
+            )
+        for br in root.css("br"):
+            br.insert_before(_LAYOUT)
+        if filter_links:
+            for a in root.css("a"):
+                hash_link = (a.attrs.get("href") or "").startswith("#")
+                a.insert_before(_HASH_LINK if hash_link else _LINK)
+                a.insert_after(_HASH_LINK if hash_link else _LINK)
+    raw = _LAYOUT.join(root.text(deep=True) for root in roots)
+    out: list[Block] = []
+    parts: list[str] = []
+    kind, link_weight, in_link, in_hash = _LAYOUT, 0.0, False, False
+
+    def flush() -> None:
+        text = _norm("".join(parts))
+        if text:
+            density = link_weight / max(_weight(text), 1)
+            short_layout = kind == _LAYOUT and len(text) < 25
+            if not filter_links or (density <= 0.5 and not short_layout):
+                out.append(Block(text=text, heading=kind == _HEADING))
+
+    for token in _MARKS.split(raw):
+        if not token:
+            continue
+        if token in _BLOCK_KINDS:
+            flush()
+            kind, parts, link_weight = token, [], 0.0
+        elif token == _LINK:
+            in_link = not in_link
+        elif token == _HASH_LINK:
+            in_hash = not in_hash
+        else:
+            parts.append(token)
+            if in_link or in_hash:
+                link_weight += _weight(token) * (1.0 if in_link else 0.3)
+    flush()
+    return out
+
+
+def _read(html: str, flags: int) -> tuple[list[Block], PageMeta | None]:
+    tree = LexborHTMLParser(html)
+    meta = extract_meta(tree) if flags == _ALL else None
+    for node in tree.css(_INVISIBLE):
+        node.decompose()
+    body = tree.body or tree.root
+    if body is None:
+        return [], meta
+    reading = _Reading(tree, flags)
+    reading.score(body)
+    top, top_score = reading.top(body)
+    roots = reading.siblings(top, top_score)
+    reading.clean(roots)
+    return _blocks(roots, bool(flags & _CLEAN_CONDITIONALLY)), meta
+
+
+def extract_html(html: str | bytes, url: str = "", charset: str | None = None) -> ExtractedPage:
+    """Main text and metadata of one HTML page (``bytes`` are decoded with ``decode_html``)."""
+    if isinstance(html, bytes):
+        html = decode_html(html, charset)
+    best: list[Block] = []
+    meta: PageMeta | None = None
+    for flags in (_ALL, _ALL & ~_STRIP_UNLIKELY, _CLEAN_CONDITIONALLY, 0):
+        blocks, found_meta = _read(html, flags)
+        meta = meta or found_meta
+        if sum(len(b.text) for b in blocks) > sum(len(b.text) for b in best):
+            best = blocks
+        if sum(len(b.text) for b in best) >= _MIN_TEXT:
+            break
+    assert meta is not None
+    page = ExtractedPage(
+        url=url,
+        title=meta.title,
+        authors=meta.authors,
+        site_name=meta.site_name,
+        published=meta.published,
+        modified=meta.modified,
+        language=meta.language or script_language(" ".join(b.text for b in best[:20])),
+        description=meta.description,
+        canonical_url=meta.canonical_url,
+        blocks=best,
+    )
+    return page
