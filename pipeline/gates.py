@@ -136,7 +136,7 @@ def _gate_projects(commentary: Commentary, settings: Settings, context: Any) -> 
 
 
 def _gate_citations(facts: Facts, evidence: Evidence) -> tuple[bool, str]:
-    known = evidence.snippet_ids()
+    known = evidence.snippet_ids() | {s.id for s in facts.fetched_snippets}
     bad = sorted({sid for f in facts.key_facts for sid in f.snippet_ids if sid not in known})
     if bad:
         return False, f"facts cite snippet ids that do not exist: {', '.join(bad)}"

@@ -108,7 +108,7 @@ def allowed_url_keys(
     extra: Iterable[str] = (),
 ) -> set[str]:
     """URLs the reply may contain: the evidence (its urls, sources' urls, URLs inside snippet
-    text, URLs fetched through the Stage A tool) and the original Slack message."""
+    text, pages read through the Stage A tool and their text) and the original Slack message."""
     urls: list[str] = list(extra)
     if evidence is not None:
         urls += [evidence.url, evidence.canonical_url]
@@ -117,8 +117,10 @@ def allowed_url_keys(
             urls += find_urls(" ".join(str(v) for v in source.metadata.values()))
         for snippet in evidence.snippets:
             urls += find_urls(snippet.text)
-    if facts is not None:
+    if facts is not None:  # pages read through the Stage A fetch_url tool are evidence too
         urls += facts.fetched_urls
+        for snippet in facts.fetched_snippets:
+            urls += find_urls(snippet.text)
     urls += find_urls(message_text)
     return {url_key(u) for u in urls if u}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.gates import GATE_NAMES, check_gates, review_and_repair
-from pipeline.models import Coverage, Fact, SimilarTech
+from pipeline.models import Coverage, Fact, SimilarTech, Snippet
 from pipeline.settings import Settings
 from tests.support.pipeline import (
     SUMMARY_SENTENCES,
@@ -136,6 +136,21 @@ def test_citations_must_name_existing_snippets(settings):
     facts = make_facts(key_facts=[Fact(text="x", snippet_ids=["S1", "S99"])])
     assert failed(run(settings, facts=facts)) == {
         "citations": "facts cite snippet ids that do not exist: S99"
+    }
+
+
+def test_facts_may_cite_snippets_read_through_the_fetch_tool(settings):
+    fetched = [Snippet(id="S4", text="Read via the tool: https://tool.example.org/more")]
+    facts = make_facts(key_facts=[Fact(text="x", snippet_ids=["S4"])], fetched_snippets=fetched)
+    c = make_commentary(
+        summary=" ".join(SUMMARY_SENTENCES[:10]) + " See https://tool.example.org/more too."
+    )
+    assert run(settings, commentary=c, facts=facts).passed
+    assert set(
+        failed(run(settings, commentary=c, facts=make_facts(key_facts=facts.key_facts)))
+    ) == {
+        "citations",
+        "urls",
     }
 
 
