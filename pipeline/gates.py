@@ -243,6 +243,11 @@ def review_and_repair(
     if report.passed:
         return commentary, report
     repaired = rerun_stage_b(feedback_lines(report))
+    # The job paid for both Stage B answers: keep the draft's calls next to the repair's.
+    calls = [*commentary.usage.calls, *repaired.usage.calls]
+    repaired = repaired.model_copy(
+        update={"usage": repaired.usage.model_copy(update={"calls": calls})}
+    )
     report = check_gates(repaired, facts, evidence, job, settings, context)
     report.repaired = True
     return repaired, report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.gates import GATE_NAMES, check_gates, review_and_repair
-from pipeline.models import Coverage, Fact, SimilarTech, Snippet
+from pipeline.models import Coverage, Fact, LLMCall, SimilarTech, Snippet
 from pipeline.settings import Settings
 from tests.support.pipeline import (
     SUMMARY_SENTENCES,
@@ -211,11 +211,15 @@ def test_passing_commentary_is_not_repaired(settings):
 
 def test_one_repair_with_feedback_fixes_the_commentary(settings):
     broken = make_commentary(tldr=["Only one."], summary="Too short.")
+    broken.usage.calls = [LLMCall(model="m", input_tokens=10, purpose="answer")]
     fixed = make_commentary()
+    fixed.usage.calls = [LLMCall(model="m", input_tokens=20, purpose="repair")]
     stage_b = ScriptedStageB(fixed)
     commentary, report = repair(settings, broken, stage_b)
     assert report.passed and report.repaired
-    assert commentary == fixed
+    assert commentary.tldr == fixed.tldr and commentary.summary == fixed.summary
+    assert [c.purpose for c in commentary.usage.calls] == ["answer", "repair"]
+    assert commentary.usage.input_tokens == 30
     (feedback,) = stage_b.feedback
     assert any(line.startswith("[tldr]") and "exactly 3" in line for line in feedback)
     assert any(line.startswith("[summary_length]") for line in feedback)
