@@ -9,18 +9,15 @@ that outlived pytest would hang `cmd | tail`).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import hmac
 import json
 import os
-import signal
-import socket
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from services.processes import LocalRedis, ManagedProcess, free_port, wait_until
 from tests.support.fake_slack import FakeSlack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,92 +34,21 @@ BOT_TOKEN = "xoxb-test-token"
 CHANNEL = "C0SHARE"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the test process dies (Linux)."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Process:
-    """A child process in its own process group, with its output in a log file."""
+class Process(ManagedProcess):
+    """A child of the test: output in ``<log_dir>/<name>.log``, repo root as cwd."""
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.alive():
-            try:  # the leader only: a celery worker then stops its pool children itself
-                os.kill(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        with contextlib.suppress(ProcessLookupError):  # children left behind, or all of it
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        self._log.close()
+        super().__init__(name, argv, env, log_dir / f"{name}.log", cwd=REPO)
 
 
-class RedisServer(Process):
+class RedisServer(LocalRedis):
+    """A real redis-server (the tests want the real thing, not the fakeredis fallback)."""
+
     def __init__(self, log_dir: Path) -> None:
-        self.port = free_port()
-        argv = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(log_dir),
-        ]  # fmt: skip
-        super().__init__(f"redis-{self.port}", argv, os.environ, log_dir)
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: self._ping(client), 10, "redis-server")
-
-    @staticmethod
-    def _ping(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        assert shutil.which("redis-server"), (
+            "redis-server is required (apt-get install redis-server)"
+        )
+        super().__init__(log_dir)
 
 
 def service_env(
