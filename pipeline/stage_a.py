@@ -149,9 +149,14 @@ def source_fields(evidence: Evidence) -> dict[str, object]:
     }
 
 
-def _fetch_tool_from(fetcher: Any, settings: Settings) -> FetchTool:
-    """Wire the retrieval engineer's ``fetch_text_for_tool`` to a fetcher (lazy import)."""
-    from pipeline.adapters import fetch_text_for_tool  # type: ignore[attr-defined]
+def _fetch_tool_from(fetcher: Any, settings: Settings) -> FetchTool | None:
+    """Wire retrieval's ``fetch_text_for_tool(url, settings, fetcher, max_chars) -> (title, text)``
+    to ``fetcher``; None (no tool offered) while retrieval does not provide it."""
+    import pipeline.adapters as adapters  # lazy: adapters pull in the HTML/PDF extractors
+
+    fetch_text_for_tool = getattr(adapters, "fetch_text_for_tool", None)
+    if fetch_text_for_tool is None:
+        return None
 
     def fetch(url: str) -> str:
         title, text = fetch_text_for_tool(url, settings, fetcher, settings.evidence_max_chars // 4)

@@ -205,3 +205,33 @@ def test_offline_stage_a_never_selects_the_injection():
     facts = run_stage_a(evidence, llm=offline_llm(), prompts=prompts(), settings=offline_settings())
     assert facts.key_facts
     assert not any("evil.example" in f.text or "<!channel>" in f.text for f in facts.key_facts)
+
+
+def test_a_fetcher_is_wired_through_retrieval_fetch_text_for_tool(scripted, monkeypatch):
+    import pipeline.adapters
+
+    seen = []
+
+    def fetch_text_for_tool(url, settings, fetcher, max_chars):
+        seen.append((url, fetcher, max_chars))
+        return "Guide", "The guide explains HNSW parameters."
+
+    monkeypatch.setattr(
+        pipeline.adapters, "fetch_text_for_tool", fetch_text_for_tool, raising=False
+    )
+    scripted.script(
+        PRIMARY,
+        tool_calls(("fetch_url", {"url": "https://example.org/guide"})),
+        json_answer(answer(fact("The guide explains HNSW parameters.", "S11"))),
+    )
+    settings = llm_settings()
+    fetcher = object()
+    facts = run_stage_a(
+        make_evidence(),
+        llm=LLMClient(settings),
+        prompts=prompts(),
+        settings=settings,
+        fetcher=fetcher,
+    )
+    assert seen == [("https://example.org/guide", fetcher, settings.evidence_max_chars // 4)]
+    assert facts.fetched_snippets[0].text == "Guide The guide explains HNSW parameters."

@@ -115,15 +115,7 @@ def test_extractive_when_the_offline_model_answered_as_fallback(scripted):
 def _offline_commentary(evidence) -> tuple[Facts, Commentary]:
     settings = offline_settings()
     facts = run_stage_a(evidence, llm=offline_llm(settings), prompts=prompts(), settings=settings)
-    commentary = run_stage_b(
-        facts,
-        evidence,
-        context=default_context(),
-        llm=offline_llm(settings),
-        prompts=prompts(),
-        settings=settings,
-    )
-    return facts, commentary
+    return facts, run(facts, evidence, settings=settings)
 
 
 def _job(evidence) -> Job:
