@@ -88,6 +88,12 @@ class ManagedProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def terminate(self) -> None:
+        """Ask the leader to stop (SIGTERM) without waiting: stop several children in parallel."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the leader (a celery worker then stops its pool), SIGKILL to the group."""
         if self.alive():
