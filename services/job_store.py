@@ -9,6 +9,7 @@ A job record is one Redis hash (``JOB_KEY``). Fields:
     parent_run_id  MLflow parent run of the current attempt;  headers: its propagated headers
     reprocess_of   parent run id of the attempt this one re-runs
     reply_ts       ts of the latest reply posted;  reply_ts:<attempt>: the reply of that attempt
+    post_started:<attempt>  set just before the Slack call (a crash after it: look before posting)
     last_error     one-line reason of the last failure;  user_error: its safe-to-show sentence
     duplicate_of   the earlier job answered for the same link in the channel
     seen:<stage>   JSON {"attempt", "task_id", "retries", "headers"}: what that stage's task saw
@@ -247,6 +248,12 @@ class JobStore:
 
     def record_reply(self, job_id: str, attempt: int, ts: str) -> None:
         self._update(job_id, **{f"reply_ts:{attempt}": ts, "reply_ts": ts})
+
+    def mark_post_started(self, job_id: str, attempt: int) -> None:
+        self._update(job_id, **{f"post_started:{attempt}": _now()})
+
+    def post_started(self, job_id: str, attempt: int) -> bool:
+        return bool(self.r.hexists(self._key(job_id), f"post_started:{attempt}"))
 
     def acquire_post_lock(self, job_id: str, attempt: int, owner: str) -> bool:
         key = POST_LOCK_KEY.format(job_id=f"{job_id}:{attempt}")

@@ -40,6 +40,7 @@ CHANNEL_ERRORS = frozenset(
 REACTION_NOOPS = frozenset({"already_reacted", "no_reaction"})
 
 EYES, POSTED, WARNING = "eyes", "white_check_mark", "warning"
+REPLY_EVENT_TYPE = "technoshare_reply"  # message metadata of our replies: {job_id, attempt}
 
 
 class SlackSink(Protocol):
@@ -52,6 +53,10 @@ class SlackSink(Protocol):
     def remove_reaction(self, channel: str, ts: str, name: str) -> None: ...
 
     def permalink(self, channel: str, ts: str) -> str | None: ...
+
+    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+        """The ts of a reply in the thread posted with this metadata, if the sink can tell."""
+        ...
 
 
 def _response_parts(exc: SlackApiError) -> tuple[int, dict[str, Any], str]:
@@ -125,7 +130,7 @@ class WebApiSink:
         if message.blocks:
             kwargs["blocks"] = message.blocks
         if metadata:
-            kwargs["metadata"] = {"event_type": "technoshare_reply", "event_payload": metadata}
+            kwargs["metadata"] = {"event_type": REPLY_EVENT_TYPE, "event_payload": metadata}
         data = self._call("chat.postMessage", as_json=True, **kwargs)
         return str(data.get("ts", ""))
 
@@ -148,6 +153,28 @@ class WebApiSink:
         except (TerminalError, SlackServerError, SlackRateLimited):
             return None
         return data.get("permalink")
+
+    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+        """Our reply in the thread carrying ``metadata`` (needs the channels:history scope).
+
+        Retryable errors propagate (the caller retries later rather than risk a second post);
+        a terminal one (e.g. missing_scope) answers None: the caller then posts.
+        """
+        try:
+            data = self._call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                include_all_metadata="true",
+                limit=200,
+            )
+        except TerminalError:
+            return None
+        for message in data.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == REPLY_EVENT_TYPE and meta.get("event_payload") == metadata:
+                return str(message.get("ts"))
+        return None
 
 
 class ConsoleSink:
@@ -178,6 +205,9 @@ class ConsoleSink:
     def permalink(self, channel: str, ts: str) -> str | None:
         return None
 
+    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+        return None
+
 
 class FileSink:
     """Appends every call as one JSON line to ``<state_dir>/slack_sink.jsonl``."""
@@ -204,6 +234,9 @@ class FileSink:
         self._write("reactions.remove", channel=channel, timestamp=ts, name=name)
 
     def permalink(self, channel: str, ts: str) -> str | None:
+        return None
+
+    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
         return None
 
 

@@ -1,9 +1,11 @@
 """Posting exactly once per job attempt, and the status reactions.
 
 Delivery is at least once (acks_late, redelivery after a lost worker, a chain duplicated by a
-redelivered stage), so the post is guarded twice: the reply ts recorded for the attempt (a
-later copy returns it), and a short Redis lock around the Slack call (a concurrent copy waits
-and retries, then finds the recorded ts).
+redelivered stage), so the post is guarded three ways: the reply ts recorded for the attempt (a
+later copy returns it); a short Redis lock around the Slack call (a concurrent copy waits and
+retries, then finds the recorded ts); and, for a copy that died after Slack accepted the post
+but before the ts was recorded, a look in the thread for a reply carrying this job attempt's
+message metadata before posting again.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ def post_once(
         done = store.reply_for(job.job_id, attempt)  # posted between our check and the lock
         if done:
             return done
-        ts = sink.post(message, metadata={"job_id": job.job_id, "attempt": attempt})
+        metadata = {"job_id": job.job_id, "attempt": attempt}
+        if store.post_started(job.job_id, attempt) and message.thread_ts:
+            # A copy died between the Slack call and recording its ts: look in the thread.
+            found = sink.find_reply(message.channel, message.thread_ts, metadata)
+            if found:
+                store.record_reply(job.job_id, attempt, found)
+                return found
+        store.mark_post_started(job.job_id, attempt)
+        ts = sink.post(message, metadata=metadata)
         store.record_reply(job.job_id, attempt, ts)
         return ts
     finally:

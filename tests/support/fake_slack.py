@@ -1,7 +1,7 @@
 """A local stand-in for Slack's Web API on 127.0.0.1, recording every call.
 
 ``WebClient(base_url=fake.api_url)`` talks to it like to slack.com. It answers
-chat.postMessage, reactions.add/remove, chat.getPermalink and auth.test, checks the bot token,
+chat.postMessage, conversations.replies, reactions.add/remove, chat.getPermalink and auth.test, checks the bot token,
 and can be told to fail the next calls of a method (429 with Retry-After, 5xx, Slack errors).
 """
 
@@ -80,7 +80,18 @@ class FakeSlack:
             self.calls.append((method, params))
             if method == "chat.postMessage":
                 ts = f"1700000000.{next(self._ts):06d}"
+                params["ts"] = ts  # kept with the recorded call, for conversations.replies
                 return Failure(), {"ok": True, "channel": params.get("channel"), "ts": ts}
+            if method == "conversations.replies":
+                thread, channel = str(params.get("ts")), params.get("channel")
+                replies = [
+                    {"ts": p["ts"], "text": p.get("text"), "metadata": p.get("metadata")}
+                    for m, p in self.calls
+                    if m == "chat.postMessage"
+                    and p.get("channel") == channel
+                    and p.get("thread_ts") == thread
+                ]
+                return Failure(), {"ok": True, "messages": replies}
             if method in ("reactions.add", "reactions.remove"):
                 key = (str(params.get("channel")), str(params.get("timestamp")))
                 names = self.reactions.setdefault(key, set())

@@ -1,0 +1,70 @@
+"""Posting exactly once per job attempt (real redis-server, fake Slack, no worker needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.models import Job, SlackMessage
+from pipeline.settings import Settings
+from services.job_store import JobStore
+from services.slack_client import WebApiSink
+from tasks.posting import PostInProgress, post_once
+from tests.support.service import (  # noqa: F401 - fixtures
+    BOT_TOKEN,
+    fake_slack_fixture,
+    redis_client_fixture,
+    redis_server_fixture,
+)
+
+JOB = Job(
+    job_id="jp1",
+    channel_id="C1",
+    message_ts="9.1",
+    url="https://a.example/",
+    canonical_url="https://a.example/",
+)
+MESSAGE = SlackMessage(channel="C1", thread_ts="9.1", text="the reply")
+
+
+@pytest.fixture
+def parts(redis_client, fake_slack):
+    fake_slack.reset()
+    store = JobStore(redis_client)
+    store.create(JOB)
+    sink = WebApiSink(Settings(slack_api_url=fake_slack.api_url, slack_bot_token=BOT_TOKEN))
+    return store, sink, fake_slack
+
+
+def test_second_call_returns_the_recorded_reply(parts):
+    store, sink, fake = parts
+    first = post_once(store, sink, JOB, 1, MESSAGE)
+    assert post_once(store, sink, JOB, 1, MESSAGE) == first
+    assert len(fake.posts()) == 1
+    second_attempt = post_once(store, sink, JOB, 2, MESSAGE)  # a reprocess posts again
+    assert second_attempt != first and len(fake.posts()) == 2
+
+
+def test_a_copy_that_died_after_posting_is_not_posted_again(parts):
+    store, sink, fake = parts
+    # the dead copy: marked the post as started, Slack accepted it, the ts was never recorded
+    store.mark_post_started(JOB.job_id, 1)
+    ts = sink.post(MESSAGE, metadata={"job_id": JOB.job_id, "attempt": 1})
+    assert store.reply_for(JOB.job_id, 1) is None
+    assert post_once(store, sink, JOB, 1, MESSAGE) == ts
+    assert len(fake.posts()) == 1 and store.reply_for(JOB.job_id, 1) == ts
+
+
+def test_a_copy_that_died_before_slack_accepted_posts(parts):
+    store, sink, fake = parts
+    store.mark_post_started(JOB.job_id, 1)
+    sink.post(MESSAGE, metadata={"job_id": JOB.job_id, "attempt": 0})  # another attempt's reply
+    ts = post_once(store, sink, JOB, 1, MESSAGE)
+    assert len(fake.posts()) == 2 and store.reply_for(JOB.job_id, 1) == ts
+
+
+def test_a_concurrent_copy_waits_for_the_lock_holder(parts):
+    store, sink, fake = parts
+    assert store.acquire_post_lock(JOB.job_id, 1, "someone-else")
+    with pytest.raises(PostInProgress) as info:
+        post_once(store, sink, JOB, 1, MESSAGE)
+    assert info.value.retry_after and fake.posts() == []
