@@ -199,6 +199,8 @@ class Stack:
         from tasks.app import create_app
 
         self.tmp, self.fake = tmp, fake
+        if env_extra.get("TS_TEST_STANDINS") == "1":  # the MLflow backend is stood in for too
+            env_extra.setdefault("MLFLOW_ENABLE_TRACKING", "false")
         self.redis = RedisServer(tmp)
         self.env = service_env(self.redis.url, fake.api_url, tmp / "state", **env_extra)
         self.workers: list[Worker] = []
