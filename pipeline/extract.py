@@ -29,6 +29,7 @@ _SKIP_TAGS = frozenset(
      "iframe", "object", "embed", "svg", "canvas", "menu", "link", "meta"}
 )  # fmt: skip
 _NEVER_UNLIKELY = frozenset({"html", "body", "a", "article", "main"})
+_HIDDEN = "[hidden], [aria-hidden], [style]"
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _UNLIKELY_ROLES = {"menu", "menubar", "complementary", "navigation", "alert", "alertdialog",
                    "dialog"}  # fmt: skip
@@ -64,17 +65,26 @@ _TAG_SCORE = {"div": 5, "pre": 3, "td": 3, "blockquote": 3, "address": -3, "ol":
 _CONDITIONAL = frozenset({"div", "section", "ul", "ol", "table", "form", "fieldset", "figure"})
 _SCORED = "p, pre, td, section, h2, h3, h4, h5, h6"
 _LEAF_DIV = "div:not(:has(blockquote, dl, div, img, ol, p, pre, table, ul))"
-_BLOCKS = (
-    "p, div, section, article, main, li, dt, dd, tr, td, th, pre, blockquote, figure, "
-    "figcaption, address, table, ul, ol, dl, details, summary, center, h1, h2, h3, h4, h5, h6"
-)
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _STRONG_TAGS = frozenset({"p", "li", "dt", "dd", "td", "th", "pre", "blockquote", "figcaption",
                           "address", "summary"})  # fmt: skip
-# Marker characters inserted into the tree to read paragraphs and links out of one text().
-_HEADING, _STRONG, _LAYOUT, _LINK, _HASH_LINK = "\x1d", "\x1e", "\x1c", "\x1f", "\x1a"
-_BLOCK_KINDS = frozenset({_HEADING, _STRONG, _LAYOUT})
-_MARKS = re.compile("([\x1a-\x1f])")
+_LAYOUT_TAGS = frozenset({"div", "section", "article", "main", "tr", "figure", "table", "ul",
+                          "ol", "dl", "details", "center", "br", "hr"})  # fmt: skip
+# The kind of paragraph each block element starts: heading, paragraph-like, or layout.
+_HEADING, _STRONG, _LAYOUT = "h", "p", "l"
+_BLOCK_KIND = (
+    dict.fromkeys(_HEADINGS, _HEADING)
+    | dict.fromkeys(_STRONG_TAGS, _STRONG)
+    | dict.fromkeys(_LAYOUT_TAGS, _LAYOUT)
+)
+# Paragraph markers inserted into the tree: "\x1e<block number>\x1e". The control character
+# is removed from the page first, so page text can never fake a marker.
+# Elements whose class/id/role are checked in the chosen container (inline ones are not).
+_CHECKED = frozenset(
+    {*_BLOCK_KIND, "form", "fieldset", "header", "section", "aside", "nav", "footer"}
+)
+_MARK = "\x1e"
+_MARK_SPLIT = re.compile("\x1e(\\d*)\x1e")
 _STRIP_UNLIKELY, _WEIGHT_CLASSES, _CLEAN_CONDITIONALLY = 1, 2, 4
 _ALL = _STRIP_UNLIKELY | _WEIGHT_CLASSES | _CLEAN_CONDITIONALLY
 _DIV_TEXT_NEEDED = 3500  # characters of <p> text below which divs are scored too
@@ -182,6 +192,27 @@ def _looks_unlikely(class_and_id: str) -> bool:
     return bool(_UNLIKELY.search(value)) and not _MAYBE.search(value)
 
 
+def _is_hidden(attrs: dict[str, str | None]) -> bool:
+    style = attrs.get("style") or ""
+    return (
+        "hidden" in attrs
+        or attrs.get("aria-hidden") == "true"
+        or bool(("none" in style or "hidden" in style) and _HIDDEN_STYLE.search(style))
+    )
+
+
+def _has_tail(block: LexborNode) -> bool:
+    """Whether text or inline elements follow the block inside its parent."""
+    sibling = block.next
+    while sibling is not None:
+        if sibling.is_element_node:
+            return sibling.tag not in _BLOCK_KIND
+        if sibling.is_text_node and (sibling.text_content or "").strip():
+            return True
+        sibling = sibling.next
+    return False
+
+
 def _has_ancestor(node: LexborNode, tags: set[str], depth: int = 0) -> bool:
     parent, level = node.parent, 0
     while parent is not None and (depth <= 0 or level < depth):
@@ -237,14 +268,8 @@ class _Reading:
         skip, weight = tag in _SKIP_TAGS, 0
         if not skip and len(node.attrs):
             a = node.attributes
-            style = a.get("style") or ""
             cls, ident = a.get("class") or "", a.get("id") or ""
-            skip = (
-                "hidden" in a
-                or a.get("aria-hidden") == "true"
-                or bool(("none" in style or "hidden" in style) and _HIDDEN_STYLE.search(style))
-                or (a.get("role") or "").strip().lower() in _UNLIKELY_ROLES
-            )
+            skip = _is_hidden(a) or (a.get("role") or "").strip().lower() in _UNLIKELY_ROLES
             if (
                 not skip
                 and self.flags & _STRIP_UNLIKELY
@@ -389,79 +414,92 @@ class _Reading:
                     chosen.append(sib)
         return chosen
 
-    def clean(self, roots: list[LexborNode]) -> None:
-        """Remove what is never content from the chosen container (deepest first)."""
+    def harvest(self, roots: list[LexborNode]) -> list[Block]:
+        """Paragraphs of the chosen container, after removing what is never content.
+
+        One walk over the container finds what to remove (hidden, unlikely, negatively
+        weighted wrappers, share widgets), the block elements, ``<br>``s and links. A marker
+        (the block's number) is inserted before each block, so that one ``text()`` call yields
+        every paragraph; each link's length is credited to its nearest block, so that link
+        lists and link-only blocks can be dropped.
+        """
         doomed: list[LexborNode] = []
+        breaks: list[tuple[LexborNode, str]] = []
+        links: list[LexborNode] = []
+        conditional = bool(self.flags & _CLEAN_CONDITIONALLY)
         for root in roots:
+            root_id = root.mem_id
             for node in root.traverse():
                 tag = node.tag
-                if tag not in _SKIP_TAGS and (not node.is_element_node or not len(node.attrs)):
-                    continue  # text, comments, and elements without attributes
-                if node.mem_id == root.mem_id:
+                if tag in _BLOCK_KIND:
+                    breaks.append((node, _BLOCK_KIND[tag]))
+                elif tag == "a":
+                    links.append(node)
+                if tag not in _SKIP_TAGS and (tag not in _CHECKED or not len(node.attrs)):
+                    continue  # inline elements (hidden ones are found below), bare elements
+                if node.mem_id == root_id:
                     continue
                 skip, weight = self.own(node)
                 if skip:
                     doomed.append(node)
-                elif weight < 0 and self.flags & _CLEAN_CONDITIONALLY:
+                elif weight < 0 and conditional:
                     if tag in _CONDITIONAL or tag in {"h1", "h2"}:
                         if weight + self.scores.get(node.mem_id, 0.0) < 0:
                             doomed.append(node)
                     elif _SHARE.search(f"{node.attrs.get('class')} {node.attrs.get('id')}"):
                         doomed.append(node)
+            for node in root.css(_HIDDEN):
+                if node.mem_id != root_id and _is_hidden(node.attributes):
+                    doomed.append(node)
+        index_of = {node.mem_id: i for i, (node, _kind) in enumerate(breaks)}
+        kinds = [kind for _node, kind in breaks]
+        link_sizes = [0.0] * len(kinds)
+        root_ids = {root.mem_id for root in roots}
+        for index, (node, _kind) in enumerate(breaks):
+            node.insert_before(f"{_MARK}{index}{_MARK}")
+            # Up to the enclosing block: is this block inside a link (a teaser card)? Does
+            # text follow it, or an inline ancestor, before the enclosing block goes on?
+            tails = [node] if _has_tail(node) else []
+            parent, in_link = node.parent, False
+            while parent is not None and parent.mem_id not in index_of:
+                in_link = in_link or parent.tag == "a"
+                if parent.mem_id in root_ids:
+                    parent = None
+                    break
+                if _has_tail(parent):
+                    tails.append(parent)
+                parent = parent.parent
+            if in_link:
+                link_sizes[index] = float("inf")
+            outer = index_of[parent.mem_id] if parent is not None else ""
+            for tail in tails:
+                tail.insert_after(f"{_MARK}{outer}{_MARK}")
+        if conditional:
+            for a in links:
+                block = a.parent
+                while block is not None and block.mem_id not in index_of:
+                    block = None if block.mem_id in root_ids else block.parent
+                if block is not None:
+                    hash_link = (a.attrs.get("href") or "").startswith("#")
+                    link_sizes[index_of[block.mem_id]] += _size(a) * (0.3 if hash_link else 1.0)
         for node in reversed(doomed):
             node.decompose()
-
-
-# --- serialisation ---------------------------------------------------------------------------
-def _blocks(roots: list[LexborNode], filter_links: bool) -> list[Block]:
-    """Paragraph texts: a break before every block element and ``<br>``.
-
-    Markers inserted into the tree before each block (its kind: heading, paragraph-like, or
-    layout) and around each link let one ``text()`` call yield paragraphs with their link
-    density. Link lists, link-only blocks and tiny layout fragments are dropped.
-    """
-    for root in roots:
-        for node in root.css(_BLOCKS):
-            tag = node.tag
-            node.insert_before(
-                _HEADING if tag in _HEADINGS else _STRONG if tag in _STRONG_TAGS else _LAYOUT
-            )
-        for br in root.css("br"):
-            br.insert_before(_LAYOUT)
-        if filter_links:
-            for a in root.css("a"):
-                hash_link = (a.attrs.get("href") or "").startswith("#")
-                a.insert_before(_HASH_LINK if hash_link else _LINK)
-                a.insert_after(_HASH_LINK if hash_link else _LINK)
-    raw = _LAYOUT.join(root.text(deep=True) for root in roots)
-    out: list[Block] = []
-    parts: list[str] = []
-    kind, link_weight, in_link, in_hash = _LAYOUT, 0.0, False, False
-
-    def flush() -> None:
-        text = _norm("".join(parts))
-        if text:
-            density = link_weight / max(_weight(text), 1)
-            short_layout = kind == _LAYOUT and len(text) < 25
-            if not filter_links or (density <= 0.5 and not short_layout):
-                out.append(Block(text=text, heading=kind == _HEADING))
-
-    for token in _MARKS.split(raw):
-        if not token:
-            continue
-        if token in _BLOCK_KINDS:
-            flush()
-            kind, parts, link_weight = token, [], 0.0
-        elif token == _LINK:
-            in_link = not in_link
-        elif token == _HASH_LINK:
-            in_hash = not in_hash
-        else:
-            parts.append(token)
-            if in_link or in_hash:
-                link_weight += _weight(token) * (1.0 if in_link else 0.3)
-    flush()
-    return out
+        pieces = _MARK_SPLIT.split(_MARK.join(root.text(deep=True) for root in roots))
+        # pieces: text, number, text, number, text ... (the first text precedes any block)
+        out: list[Block] = []
+        for i in range(0, len(pieces), 2):
+            text = _norm(pieces[i])
+            if not text:
+                continue
+            index = int(pieces[i - 1]) if i and pieces[i - 1] else -1
+            kind = kinds[index] if index >= 0 else _LAYOUT
+            if conditional:
+                if index >= 0 and link_sizes[index] > 0.5 * len(text):
+                    continue  # a link list, a link-only block
+                if kind == _LAYOUT and len(text) < 25:
+                    continue  # a label between blocks ("Advertisement", "Share")
+            out.append(Block(text=text, heading=kind == _HEADING))
+        return out
 
 
 def _read(html: str, flags: int) -> tuple[list[Block], PageMeta | None]:
@@ -476,14 +514,15 @@ def _read(html: str, flags: int) -> tuple[list[Block], PageMeta | None]:
     reading.score(body)
     top, top_score = reading.top(body)
     roots = reading.siblings(top, top_score)
-    reading.clean(roots)
-    return _blocks(roots, bool(flags & _CLEAN_CONDITIONALLY)), meta
+    return reading.harvest(roots), meta
 
 
 def extract_html(html: str | bytes, url: str = "", charset: str | None = None) -> ExtractedPage:
     """Main text and metadata of one HTML page (``bytes`` are decoded with ``decode_html``)."""
     if isinstance(html, bytes):
         html = decode_html(html, charset)
+    if _MARK in html:
+        html = html.replace(_MARK, " ")
     best: list[Block] = []
     meta: PageMeta | None = None
     for flags in (_ALL, _ALL & ~_STRIP_UNLIKELY, _CLEAN_CONDITIONALLY, 0):

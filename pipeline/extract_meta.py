@@ -27,14 +27,12 @@ _JSONLD_ARTICLE = re.compile(
 _SCHEMA_ORG = re.compile(r"^https?://schema\.org/?$")
 _PROPERTY_KEY = re.compile(
     r"\s*(article|dc|dcterm|og|twitter)\s*:\s*"
-    r"(author|creator|description|published_time|modified_time|title|site_name|locale|url)\s*",
-    re.IGNORECASE,
-)
+    r"(author|creator|description|published_time|modified_time|title|site_name|locale|url)\s*"
+)  # matched against the lower-cased attribute
 _NAME_KEY = re.compile(
     r"^\s*(?:(dc|dcterm|og|twitter|parsely|weibo:(?:article|webpage))\s*[-.:]\s*)?"
-    r"(author|creator|pub-date|description|title|site_name)\s*$",
-    re.IGNORECASE,
-)
+    r"(author|creator|pub-date|description|title|site_name)\s*$"
+)  # matched against the lower-cased attribute
 _SEPARATORS = r"\|\-–—\\/>»"
 _SEP_SPACED = re.compile(rf" [{_SEPARATORS}] ")
 _HIERARCHICAL = re.compile(r" [\\/>»] ")
@@ -79,14 +77,15 @@ def _meta_values(tree: LexborHTMLParser) -> tuple[dict[str, str], list[str]]:
     """``{normalised key: content}`` for the meta tags we read; ``citation_author`` repeats."""
     values: dict[str, str] = {}
     citation_authors: list[str] = []
-    for node in tree.css("meta[content]"):
+    for node in tree.css("meta[content]"):  # not only <head>: broken markup moves them
         attrs = node.attributes
         content = (attrs.get("content") or "").strip()
         if not content:
             continue
-        prop = attrs.get("property") or ""
-        for m in _PROPERTY_KEY.finditer(prop):
-            values.setdefault(f"{m.group(1)}:{m.group(2)}".lower(), content)
+        prop = (attrs.get("property") or "").lower()
+        if ":" in prop:
+            for m in _PROPERTY_KEY.finditer(prop):
+                values.setdefault(f"{m.group(1)}:{m.group(2)}", content)
         name = (attrs.get("name") or attrs.get("itemprop") or "").strip().lower()
         if name == "citation_author":
             citation_authors.append(content)
