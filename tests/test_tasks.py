@@ -153,3 +153,20 @@ def test_reprocess_from_the_celery_cli_reruns_in_the_same_thread(stack, fake_sla
     )
     replies = replies_for(fake_slack, "17.1")
     assert len(replies) == 2 and after.replies[1] != after.replies[2]
+
+
+def test_technoshare_reprocess_cli_waits_for_the_new_attempt(stack, fake_slack):
+    job_id = stack.submit("https://example.com/cli", ts="18.1")
+    stack.wait_final([job_id])
+    cli = [sys.executable, "-m", "services.cli", "reprocess"]
+    out = subprocess.run(
+        [*cli, job_id, "--wait", "60"], env=stack.env, capture_output=True, text=True, timeout=90
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "attempt 2" in out.stdout and "posted" in out.stdout
+    assert stack.store.require(job_id).attempt == 2
+    assert len(replies_for(fake_slack, "18.1")) == 2
+    missing = subprocess.run(
+        [*cli, "no-such-job"], env=stack.env, capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 1 and "no job 'no-such-job'" in missing.stderr
