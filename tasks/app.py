@@ -19,12 +19,13 @@ from celery import Celery, current_task
 from celery.signals import before_task_publish
 from kombu import Queue
 
+import services.cli  # noqa: F401 - offline defaults (LITELLM_LOCAL_MODEL_COST_MAP, ...) as `technoshare` sets them
 from pipeline.settings import Settings, get_settings
 from services.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ("tasks.stages", "tasks.entry")
+TASK_MODULES = ("tasks.stages", "tasks.entry", "tasks.maintenance")
 
 # Task name -> queue. `io`: network-bound, cheap; `llm`: model calls, concurrency sized on its own.
 # quality_gates may re-run Stage B once (the repair), so it belongs with the model calls.
@@ -37,7 +38,9 @@ ROUTES: dict[str, str] = {
     "technoshare.quality_gates": QUEUE_LLM,
     "technoshare.slack_post": QUEUE_IO,
     "technoshare.job_failed": QUEUE_IO,
+    "technoshare.replay_mlflow_outbox": QUEUE_IO,
 }
+OUTBOX_REPLAY_SECONDS = 60.0
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -84,6 +87,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "include": list(TASK_MODULES),
+        "beat_schedule": {
+            "replay-mlflow-outbox": {
+                "task": "technoshare.replay_mlflow_outbox",
+                "schedule": OUTBOX_REPLAY_SECONDS,
+                "options": {"expires": OUTBOX_REPLAY_SECONDS},  # a backlog of replays is useless
+            }
+        },
     }
 
 
