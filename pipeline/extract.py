@@ -85,6 +85,7 @@ _CHECKED = frozenset(
 )
 _MARK = "\x1e"
 _MARK_SPLIT = re.compile("\x1e(\\d*)\x1e")
+_NEVER, _PLAIN = (True, 0), (False, 0)  # (never content, class weight)
 _STRIP_UNLIKELY, _WEIGHT_CLASSES, _CLEAN_CONDITIONALLY = 1, 2, 4
 _ALL = _STRIP_UNLIKELY | _WEIGHT_CLASSES | _CLEAN_CONDITIONALLY
 _DIV_TEXT_NEEDED = 3500  # characters of <p> text below which divs are scored too
@@ -259,29 +260,36 @@ class _Reading:
         self._skip: dict[int, bool] = {}
 
     def own(self, node: LexborNode) -> tuple[bool, int]:
-        """(is this element itself never content, its class weight)."""
+        """(is this element itself never content, its class weight), memoised."""
         key = node.mem_id
         found = self._own.get(key)
-        if found is not None:
-            return found
+        if found is None:
+            found = self._own[key] = self._judge(node)
+        return found
+
+    def _judge(self, node: LexborNode) -> tuple[bool, int]:
         tag = node.tag or ""
-        skip, weight = tag in _SKIP_TAGS, 0
-        if not skip and len(node.attrs):
-            a = node.attributes
-            cls, ident = a.get("class") or "", a.get("id") or ""
-            skip = _is_hidden(a) or (a.get("role") or "").strip().lower() in _UNLIKELY_ROLES
-            if (
-                not skip
-                and self.flags & _STRIP_UNLIKELY
-                and (cls or ident)
-                and tag not in _NEVER_UNLIKELY
-                and _looks_unlikely(f"{cls} {ident}")
-            ):
-                skip = not _has_ancestor(node, {"table", "code"}, 3)
-            if self.flags & _WEIGHT_CLASSES:
-                weight = (_value_weight(cls) if cls else 0) + (_value_weight(ident) if ident else 0)
-        self._own[key] = (skip, weight)
-        return skip, weight
+        if tag in _SKIP_TAGS:
+            return _NEVER
+        if not len(node.attrs):
+            return _PLAIN
+        a = node.attributes
+        role = a.get("role")
+        if _is_hidden(a) or (role and role.strip().lower() in _UNLIKELY_ROLES):
+            return _NEVER
+        cls, ident = a.get("class") or "", a.get("id") or ""
+        if not (cls or ident):
+            return _PLAIN
+        if (
+            self.flags & _STRIP_UNLIKELY
+            and tag not in _NEVER_UNLIKELY
+            and _looks_unlikely(f"{cls} {ident}")
+            and not _has_ancestor(node, {"table", "code"}, 3)
+        ):
+            return _NEVER
+        if not self.flags & _WEIGHT_CLASSES:
+            return _PLAIN
+        return False, (_value_weight(cls) if cls else 0) + (_value_weight(ident) if ident else 0)
 
     def skipped(self, node: LexborNode) -> bool:
         """True when the element or any ancestor is never content (memoised up the chain)."""
