@@ -1,0 +1,34 @@
+"""The Celery configuration the reliability story depends on (behaviour is tested with real
+workers in test_tasks*.py; these catch a setting silently dropped)."""
+
+from __future__ import annotations
+
+from pipeline.settings import Settings
+from tasks.app import ROUTES, celery_config, visibility_timeout
+
+
+def test_reliable_delivery_settings():
+    settings = Settings(task_time_limit=300, task_retry_max_countdown=120)
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    transport = conf["broker_transport_options"]
+    # a retry countdown held by a worker plus the task's own run must fit in the timeout
+    assert (
+        transport["visibility_timeout"]
+        > settings.task_time_limit + settings.task_retry_max_countdown
+    )
+    assert transport["unacked_restore_interval"] <= 5 and transport["unacked_restore_throttle"] <= 5
+    assert visibility_timeout(Settings(celery_visibility_timeout=9)) == 9
+
+
+def test_stages_route_to_their_queues_and_beat_replays_the_outbox():
+    assert {ROUTES[f"technoshare.{s}"] for s in ("fetch_evidence", "slack_post")} == {"io"}
+    assert {ROUTES[f"technoshare.{s}"] for s in ("stage_a", "stage_b")} == {"llm"}
+    conf = celery_config(Settings())
+    assert "technoshare.replay_mlflow_outbox" in {e["task"] for e in conf["beat_schedule"].values()}
+    import tasks.maintenance  # noqa: F401
+    from tasks.app import app
+
+    assert "technoshare.replay_mlflow_outbox" in app.tasks
