@@ -203,7 +203,13 @@ def _projects(
         by_position = {c.position: c for cs in hits.values() for c in cs}
         best = sorted(
             by_position.values(),
-            key=lambda c: (c.position in quoted, -per_candidate[c.position], -c.score, c.position),
+            key=lambda c: (
+                c.position in quoted,  # a sentence not quoted by another bullet first
+                len(c.text) > MAX_TLDR_CHARS,  # then a short one
+                -per_candidate[c.position],
+                -c.score,
+                c.position,
+            ),
         )[0]
         quoted.add(best.position)
         shown = ", ".join(sorted(hits, key=lambda k: (-len(hits[k]), k))[:3])
