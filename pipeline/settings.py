@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     slack_max_blocks: int = 50
     slack_max_section_chars: int = 3000
 
+    # --- alerts to SLACK_OPS_CHANNEL (eval/health.py; each breach posted once per UTC day) --
+    alert_max_gate_failures_per_day: int = 3  # alert when MORE jobs than this end gate_failed
+    alert_max_error_outcomes_per_day: int = 5  # alert when MORE jobs than this end in error
+    alert_min_eval_pass_rate: float = 0.8  # alert when the latest eval run is below this
+
     # --- MLflow --------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = None  # default: sqlite in state_dir
     mlflow_enable_tracking: bool = True
