@@ -1,0 +1,122 @@
+"""GitHub repository links (``/o/r``, ``/o/r/tree/...``, ``/o/r/blob/...``) via the REST API.
+
+``GET {GITHUB_API_URL}/repos/{o}/{r}`` for the facts, ``GET .../readme`` (raw) for the text.
+``GITHUB_TOKEN``, when set, goes in the Authorization header only (never logged; the fetcher
+drops it on a redirect to another origin). Errors: 404 -> SourceUnavailableError, 403 with
+rate-limit headers or 429 -> UpstreamRateLimited, 5xx -> UpstreamServerError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.adapters.base import (
+    FULL_MIN_SENTENCES,
+    Passage,
+    build_snippets,
+    judge_coverage,
+    make_evidence,
+)
+from pipeline.adapters.readme import readme_passages
+from pipeline.errors import UnsupportedContentError
+from pipeline.extract_meta import script_language
+from pipeline.fetch import SafeFetcher, raise_for_status
+from pipeline.links import github_repo_from_url
+from pipeline.models import Coverage, Evidence, ReadKind, Source
+from pipeline.settings import Settings
+
+API_VERSION = "2022-11-28"
+
+
+class GitHubAdapter:
+    name = "GitHubAdapter"
+
+    def __init__(self, settings: Settings, fetcher: SafeFetcher) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"X-GitHub-Api-Version": API_VERSION}
+        if self.settings.github_token:
+            headers["Authorization"] = f"Bearer {self.settings.github_token.get_secret_value()}"
+        return headers
+
+    def _repo(self, base: str) -> dict[str, Any]:
+        response = self.fetcher.get(
+            base, accept="application/vnd.github+json", headers=self._headers()
+        )
+        try:
+            data = response.json()
+        except ValueError:
+            raise UnsupportedContentError(f"GitHub answered {base} with invalid JSON") from None
+        if not isinstance(data, dict):
+            raise UnsupportedContentError(f"GitHub answered {base} with unexpected JSON")
+        return data
+
+    def _readme(self, base: str) -> str | None:
+        response = self.fetcher.get(
+            f"{base}/readme",
+            accept="application/vnd.github.raw+json",
+            headers=self._headers(),
+            check_status=False,
+        )
+        if response.status_code == 404:
+            return None
+        raise_for_status(response.status_code, response.headers, response.url)
+        return response.text()
+
+    def read(self, url: str) -> Evidence:
+        repo = github_repo_from_url(url)
+        if repo is None:
+            raise UnsupportedContentError(f"not a GitHub repository link: {url}")
+        owner, name = repo
+        base = f"{self.settings.github_api_url.rstrip('/')}/repos/{owner}/{name}"
+        data = self._repo(base)
+        full_name = data.get("full_name") or f"{owner}/{name}"
+        license_info = data.get("license") if isinstance(data.get("license"), dict) else {}
+        metadata = {
+            "full_name": full_name,
+            "description": data.get("description"),
+            "stars": data.get("stargazers_count"),
+            "forks": data.get("forks_count"),
+            "language": data.get("language"),
+            "topics": data.get("topics") or [],
+            "license": (license_info or {}).get("spdx_id"),
+            "pushed_at": data.get("pushed_at"),
+            "default_branch": data.get("default_branch"),
+            "archived": data.get("archived"),
+            "homepage": data.get("homepage"),
+        }
+        readme = self._readme(base)
+        source = Source(
+            url=data.get("html_url") or f"https://github.com/{owner}/{name}",
+            title=full_name,
+            published=data.get("created_at"),
+            updated=data.get("pushed_at"),
+            site_name="GitHub",
+            language=script_language(readme) if readme else None,
+            kind="repository",
+            metadata={k: v for k, v in metadata.items() if v not in (None, [], "")},
+        )
+        description = data.get("description")
+        about = [Passage(description, "About")] if description else []
+        passages = about + (readme_passages(readme) if readme else [])
+        snippets, truncated = build_snippets(passages, self.settings)
+        if readme and len(snippets) > len(about):
+            coverage, reason = judge_coverage(snippets, truncated)
+            if coverage is Coverage.partial and not truncated:
+                reason = f"short README (fewer than {FULL_MIN_SENTENCES} sentences of substance)"
+            read = ReadKind.readme
+        else:
+            coverage, read = Coverage.metadata_only, ReadKind.metadata_only
+            reason = "no README; repository metadata only" if not readme else "empty README"
+        return make_evidence(
+            url,
+            self.name,
+            source,
+            snippets,
+            read=read,
+            coverage=coverage,
+            reason=reason,
+            truncated=truncated,
+        )

@@ -1,0 +1,263 @@
+"""README text (Markdown or reStructuredText) to plain-text passages under their headings.
+
+What a reader of the rendered README would take in: headings become each passage's section;
+badges, images, raw HTML tags, link targets, reference definitions and directive options are
+dropped; list items, table rows and paragraphs become passages; code blocks are kept short (the
+first ``CODE_MAX_LINES`` lines) because an install line is evidence but a long listing is not.
+The format is sniffed from the text, since GitHub's raw README answer carries no file name.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from pipeline.adapters.base import Passage
+
+CODE_MAX_LINES = 8
+
+# --- Markdown --------------------------------------------------------------------------------
+_MD_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)")
+_MD_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_MD_HTML_HEADING = re.compile(r"^\s*<h([1-6])[^>]*>(.*?)</h\1>\s*$", re.IGNORECASE)
+_MD_SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+_MD_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_MD_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+(.*)$")
+_MD_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
+_MD_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+")
+_MD_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_MD_ALERT = re.compile(r"^\[!(NOTE|TIP|IMPORTANT|WARNING|CAUTION)\]\s*", re.IGNORECASE)
+
+_MD_INLINE = [
+    (re.compile(r"<!--.*?-->", re.DOTALL), ""),
+    (re.compile(r"\[!\[[^\]]*\]\([^)]*\)\]\([^)]*\)"), ""),  # badge: linked image
+    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), ""),  # image
+    (re.compile(r"!\[[^\]]*\]\[[^\]]*\]"), ""),  # reference image
+    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # link
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference link
+    (re.compile(r"<(https?://[^>\s]+)>"), r"\1"),  # autolink
+    (re.compile(r"<img\b[^>]*>", re.IGNORECASE), ""),
+    (re.compile(r"</?[A-Za-z][^>]*>"), ""),  # any other tag: keep its text
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<![\w_])_(?=\S)(.+?)(?<=\S)_(?![\w_])"), r"\1"),
+    (re.compile(r"~~(.+?)~~"), r"\1"),
+    (re.compile(r"`+([^`]+)`+"), r"\1"),
+]
+
+
+def _md_inline(text: str) -> str:
+    for pattern, replacement in _MD_INLINE:
+        text = pattern.sub(replacement, text)
+    return " ".join(html.unescape(text).split())
+
+
+def _code(lines: list[str], section: str | None) -> Passage | None:
+    lines = [ln.rstrip() for ln in lines]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return None
+    shown = lines[:CODE_MAX_LINES]
+    if len(lines) > CODE_MAX_LINES:
+        shown.append(f"… ({len(lines) - CODE_MAX_LINES} more lines)")
+    indent = min(len(ln) - len(ln.lstrip()) for ln in shown if ln.strip())
+    return Passage("\n".join(ln[indent:] for ln in shown), section, preformatted=True)
+
+
+def markdown_passages(text: str) -> list[Passage]:
+    out: list[Passage] = []
+    section: str | None = None
+    para: list[str] = []
+    fence: str | None = None
+    code: list[str] = []
+
+    def flush() -> None:
+        if para:
+            joined = _md_inline(" ".join(para))
+            if joined:
+                out.append(Passage(joined, section))
+            para.clear()
+
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
+    for line in text.splitlines():
+        if fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+                if passage := _code(code, section):
+                    out.append(passage)
+                code = []
+            else:
+                code.append(line)
+            continue
+        if m := _MD_FENCE.match(line):
+            flush()
+            fence = m.group(1)[0] * 3
+            continue
+        heading = _MD_ATX.match(line) or _MD_HTML_HEADING.match(line)
+        if heading:
+            flush()
+            section = _md_inline(heading.group(2)) or section
+            continue
+        if len(para) == 1 and _MD_SETEXT.match(line) and para[0].strip():
+            section = _md_inline(para[0]) or section
+            para.clear()
+            continue
+        if not line.strip() or _MD_RULE.match(line) or _MD_REF_DEF.match(line):
+            flush()
+            continue
+        if line.lstrip().startswith("|"):  # a table row is a passage of its own
+            flush()
+            if not _MD_TABLE_SEP.match(line):
+                cells = [_md_inline(c) for c in line.strip().strip("|").split("|")]
+                row = " — ".join(c for c in cells if c)
+                if row:
+                    out.append(Passage(row, section))
+            continue
+        if m := _MD_ITEM.match(line):
+            flush()
+            line = m.group(1)
+        elif m := _MD_QUOTE.match(line):
+            line = _MD_ALERT.sub(lambda a: a.group(1).capitalize() + ": ", m.group(1))
+        if not _md_inline(line):  # a line of tags only (<p align=center>, badges)
+            flush()
+            continue
+        para.append(line.strip())
+    flush()
+    if fence is not None and (passage := _code(code, section)):
+        out.append(passage)
+    return out
+
+
+# --- reStructuredText ------------------------------------------------------------------------
+_RST_ADORN = re.compile(r"^([=\-~^\"'`#*+<>:._])\1{2,}\s*$")
+_RST_ITEM = re.compile(r"^\s*(?:[-*+•]|#\.|\d{1,9}[.)])\s+(.*)$")
+_RST_FIELD = re.compile(r"^:([^:]+):\s*(.*)$")
+_RST_CODE = re.compile(r"^\.\.\s+(?:code-block|code|sourcecode)::")
+_RST_TABLE_BORDER = re.compile(r"^\s*[+=][-=+]+[+=]?\s*$|^\s*=+(\s+=+)+\s*$")
+_RST_INLINE = [
+    (re.compile(r"`([^`<]+?)\s*<[^>]+>`_{1,2}"), r"\1"),  # `text <url>`_
+    (re.compile(r":[\w:+-]+:`([^`]+)`"), r"\1"),  # :role:`text`
+    (re.compile(r"``([^`]+)``"), r"\1"),
+    (re.compile(r"`([^`]+)`_{0,2}"), r"\1"),
+    (re.compile(r"\|[^|\s][^|]*\|_{0,2}"), ""),  # |substitution|
+    (re.compile(r"\*\*(.+?)\*\*"), r"\1"),
+    (re.compile(r"(?<!\w)\*(\S.*?)\*(?!\w)"), r"\1"),
+    (re.compile(r"(?<=\w)_(?=[\s,.;:)]|$)"), ""),  # reference_
+]
+
+
+def _rst_inline(text: str) -> str:
+    for pattern, replacement in _RST_INLINE:
+        text = pattern.sub(replacement, text)
+    return " ".join(html.unescape(text).split())
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _indented_block(lines: list[str], start: int, indent: int = 0) -> int:
+    """Index after the block indented deeper than ``indent`` that starts at ``start``."""
+    i = start
+    while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
+        i += 1
+    while i > start and not lines[i - 1].strip():
+        i -= 1  # trailing blank lines are not part of it
+    return i
+
+
+def rst_passages(text: str) -> list[Passage]:
+    lines = text.splitlines()
+    out: list[Passage] = []
+    section: str | None = None
+    para: list[str] = []
+    literal_next = False  # the paragraph ended with "::": an indented literal block follows
+
+    def flush() -> None:
+        nonlocal literal_next
+        if para:
+            joined = " ".join(para)
+            literal_next = joined.endswith("::")
+            joined = joined[:-1] if literal_next else joined
+            if joined := _rst_inline(joined.removesuffix(" :")):
+                out.append(Passage(joined, section))
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        after = lines[i + 2] if i + 2 < len(lines) else ""
+        if _RST_ADORN.match(line) and nxt.strip() and _RST_ADORN.match(after):
+            flush()  # overlined title
+            section, i = _rst_inline(nxt) or section, i + 3
+            continue
+        if (
+            not para
+            and line.strip()
+            and _RST_ADORN.match(nxt)
+            and not _RST_ADORN.match(line)
+            and len(nxt.rstrip()) >= len(line.rstrip()) - 2
+        ):
+            flush()  # underlined title
+            section, i = _rst_inline(line) or section, i + 2
+            continue
+        if line.lstrip().startswith(".."):
+            flush()
+            end = _indented_block(lines, i + 1, _indent(line))
+            if _RST_CODE.match(line.lstrip()):
+                body = [ln for ln in lines[i + 1 : end] if not ln.strip().startswith(":")]
+                if passage := _code(body, section):
+                    out.append(passage)
+            i = end  # images, substitutions, targets, comments and their options: dropped
+            continue
+        if not line.strip():
+            flush()
+            i += 1
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+            if literal_next and i < len(lines) and lines[i][:1] in {" ", "\t"}:
+                end = _indented_block(lines, i)
+                if passage := _code(lines[i:end], section):
+                    out.append(passage)
+                i, literal_next = end, False
+            continue
+        if _RST_TABLE_BORDER.match(line) or not _rst_inline(line):
+            flush()  # table borders; lines of substitutions only (badges)
+            i += 1
+            continue
+        if m := _RST_ITEM.match(line):
+            flush()
+            line = m.group(1)
+        elif m := _RST_FIELD.match(line):
+            flush()
+            line = f"{m.group(1)}: {m.group(2)}"
+        elif line.lstrip().startswith("|") and line.rstrip().endswith("|"):
+            line = " ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
+        para.append(line.strip())
+        i += 1
+    flush()
+    return out
+
+
+# --- sniffing --------------------------------------------------------------------------------
+def looks_like_rst(text: str) -> bool:
+    """reStructuredText signals (underlined titles, directives, `link <url>`_) beat Markdown's."""
+    lines = text.splitlines()
+    rst = sum(1 for ln in lines if ln.startswith((".. ", "..\t")))
+    rst += len(re.findall(r"`[^`]+<[^>]+>`_", text))
+    rst += sum(
+        1
+        for a, b in zip(lines, lines[1:], strict=False)
+        if a.strip() and _RST_ADORN.match(b) and not _RST_ADORN.match(a) and b[0] != "-"
+    )
+    md = sum(1 for ln in lines if _MD_ATX.match(ln) or _MD_FENCE.match(ln))
+    md += len(re.findall(r"\]\([^)]+\)", text))
+    return rst > md
+
+
+def readme_passages(text: str) -> list[Passage]:
+    return rst_passages(text) if looks_like_rst(text) else markdown_passages(text)

@@ -1,0 +1,118 @@
+"""Generic links: an HTML page (main text via ``pipeline.extract``), plain text or Markdown.
+
+A link that turns out to serve a PDF is handed to ``PdfAdapter``; JSON, XML and other data
+formats are refused as pages (the fetcher accepts them only for the source APIs).
+"""
+
+from __future__ import annotations
+
+from pipeline.adapters.base import Passage, build_snippets, judge_coverage, make_evidence
+from pipeline.adapters.pdf import PdfAdapter
+from pipeline.adapters.readme import markdown_passages
+from pipeline.errors import UnsupportedContentError
+from pipeline.extract import ExtractedPage, extract_html
+from pipeline.extract_meta import script_language
+from pipeline.fetch import FetchResponse, SafeFetcher
+from pipeline.models import Coverage, Evidence, ReadKind, Snippet, Source
+from pipeline.settings import Settings
+
+PAGE_ACCEPT = (
+    "text/html,application/xhtml+xml;q=0.9,application/pdf;q=0.8,text/plain;q=0.7,*/*;q=0.1"
+)
+_HTML = {"text/html", "application/xhtml+xml"}
+_TEXT = {"text/plain", "text/markdown", "text/x-markdown"}
+
+
+def page_passages(page: ExtractedPage) -> list[Passage]:
+    """Paragraphs under their most recent heading."""
+    passages: list[Passage] = []
+    section: str | None = None
+    for block in page.blocks:
+        if block.heading:
+            section = block.text[:200]
+        else:
+            passages.append(Passage(block.text, section))
+    return passages
+
+
+class WebPageAdapter:
+    name = "WebPageAdapter"
+
+    def __init__(self, settings: Settings, fetcher: SafeFetcher) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+
+    def read(self, url: str) -> Evidence:
+        return self.from_response(url, self.fetcher.get(url, accept=PAGE_ACCEPT))
+
+    def from_response(self, url: str, response: FetchResponse) -> Evidence:
+        if response.is_pdf:
+            return PdfAdapter(self.settings, self.fetcher).from_response(url, response)
+        if response.media_type in _HTML:
+            page = extract_html(response.content, response.url, charset=response.charset)
+            source = Source(
+                url=response.url,
+                title=page.title,
+                authors=page.authors,
+                published=page.published,
+                updated=page.modified,
+                site_name=page.site_name,
+                language=page.language,
+                kind="page",
+                metadata={
+                    k: v
+                    for k, v in (
+                        ("description", page.description),
+                        ("canonical_url", page.canonical_url),
+                    )
+                    if v
+                },
+            )
+            return self._evidence(url, response, source, page_passages(page), page.description)
+        if response.media_type in _TEXT:
+            text = response.text()
+            passages = (
+                markdown_passages(text)
+                if response.media_type != "text/plain"
+                else [Passage(p) for p in text.split("\n\n")]
+            )
+            source = Source(url=response.url, language=script_language(text), kind="page")
+            return self._evidence(url, response, source, passages, None)
+        raise UnsupportedContentError(
+            f"{response.media_type} at {response.url} is data, not a page",
+            user_message=f"This link serves {response.media_type}, not a readable page.",
+        )
+
+    def _evidence(
+        self,
+        url: str,
+        response: FetchResponse,
+        source: Source,
+        passages: list[Passage],
+        description: str | None,
+    ) -> Evidence:
+        snippets, capped = build_snippets(passages, self.settings)
+        truncated = capped or response.truncated
+        if snippets:
+            reason_detail = response.truncated_reason if response.truncated else None
+            coverage, reason = judge_coverage(snippets, truncated, truncation=reason_detail)
+            read = ReadKind.full_text
+        elif description:
+            snippets = [Snippet(id="S1", text=description, section="description")]
+            coverage, reason, read = (
+                Coverage.metadata_only,
+                "no main text found; only the page's description",
+                ReadKind.metadata_only,
+            )
+        else:
+            coverage, reason, read = Coverage.failed, "no readable text", ReadKind.metadata_only
+        return make_evidence(
+            url,
+            self.name,
+            source,
+            snippets,
+            read=read,
+            coverage=coverage,
+            reason=reason,
+            truncated=truncated,
+        )
