@@ -47,6 +47,7 @@ class JobFields:
 
 @dataclass
 class JobRecord:
+    started_at: datetime
     day: str
     outcome: str
     domain: str
@@ -60,6 +61,7 @@ class ReportData:
     days: int
     eval_runs: list[tuple[str, float]] = field(default_factory=list)  # (start, rate), oldest first
     eval_run_names: list[str] = field(default_factory=list)
+    eval_run_ids: list[str] = field(default_factory=list)
     jobs: list[JobRecord] = field(default_factory=list)
     threshold: float = 0.8
 
@@ -117,6 +119,7 @@ def job_record(run: Any, fields: JobFields = JobFields()) -> JobRecord:
     tags, metrics = run.data.tags, run.data.metrics
     started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
     return JobRecord(
+        started_at=started,
         day=started.date().isoformat(),
         outcome=tags.get(fields.outcome) or "unknown",
         domain=_domain(tags, fields),
@@ -149,6 +152,7 @@ def collect(
                     (f"{started:%m-%d %H:%M}", run.data.metrics[PASS_RATE_METRIC])
                 )
                 data.eval_run_names.append(name)
+                data.eval_run_ids.append(run.info.run_id)
     job_exp = client.get_experiment_by_name(settings.mlflow_experiment)
     if job_exp is not None:
         for run in _all_runs(client, job_exp.experiment_id, window):

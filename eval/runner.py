@@ -1,7 +1,7 @@
 """``technoshare eval`` (also ``scripts/run_eval.py``): the evaluation suite, offline by default.
 
-    technoshare eval [--min-pass-rate 0.8] [--summary-md PATH] [--compare RUN_ID]
-                     [--prompts-dir DIR] [--dataset PATH] [--ids a,b] [--limit N]
+    technoshare eval [--min-pass-rate 0.8] [--summary-md PATH] [--results-json PATH]
+                     [--compare RUN_ID] [--prompts-dir DIR] [--dataset PATH] [--ids a,b] [--limit N]
 
 Every example of ``data/eval_dataset.json`` runs through fetch (recorded web) -> stage A ->
 stage B -> gates with the configured model (``LLM_MODEL``, default the offline extractive
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-pass-rate", type=float, default=0.8, help="exit 1 below this (default 0.8)"
     )
     parser.add_argument("--summary-md", type=Path, help="write a markdown summary (PR comment)")
+    parser.add_argument("--results-json", type=Path, help="also write eval_results.json here")
     parser.add_argument("--compare", metavar="RUN_ID", help="show changes against an eval run")
     parser.add_argument("--prompts-dir", type=Path, help="evaluate the prompt set in DIR")
     parser.add_argument("--recorded-dir", type=Path, help="recorded web data (data/recorded)")
@@ -190,6 +192,11 @@ def main(args: argparse.Namespace) -> int:
         print(res.comparison_markdown(comparison, args.compare))
     if not judges["enabled"]:
         print(f"\nLLM judges: {judges['reason']}")
+    if args.results_json:
+        args.results_json.parent.mkdir(parents=True, exist_ok=True)
+        args.results_json.write_text(
+            json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
     if args.summary_md:
         args.summary_md.parent.mkdir(parents=True, exist_ok=True)
         args.summary_md.write_text(res.markdown_summary(doc, comparison), encoding="utf-8")
