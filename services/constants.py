@@ -37,6 +37,16 @@ POST_LOCK_TTL_SECONDS = 120
 # records must not be lost; the stream is trimmed to MAXLEN entries as a safety net.
 MLFLOW_OUTBOX_STREAM = KEY_PREFIX + "mlflow:outbox"
 MLFLOW_OUTBOX_MAXLEN = 100_000
+# One replayer at a time (SET NX). TTL: 2 minutes, longer than one replay batch.
+MLFLOW_OUTBOX_LOCK_KEY = KEY_PREFIX + "mlflow:outbox:lock"
+MLFLOW_OUTBOX_LOCK_TTL_SECONDS = 120
+
+# Per job attempt (hash, keyed by the attempt's trace id): the parent run id once created and the
+# running totals every stage adds to (cost, tokens, tags, MLflow overhead), read by end_job to
+# write the parent's totals whichever worker ran each stage. TTL: 2 days (a job takes minutes;
+# the margin covers an MLflow outage replayed the next day).
+MLFLOW_JOB_LEDGER_KEY = KEY_PREFIX + "mlflow:run:{run_key}"
+MLFLOW_JOB_LEDGER_TTL_SECONDS = 2 * 24 * 3600
 
 # LLM spend per UTC day in USD (float counter). TTL: 2 days, only today's value is read.
 LLM_SPEND_KEY = KEY_PREFIX + "llm:spend:{day}"

@@ -1,0 +1,94 @@
+"""What gets written to MLflow, as plain JSON-able records.
+
+A hook call turns into one record; the same record is written live by the background writer or,
+when MLflow is away, kept in the Redis outbox and written by ``replay_outbox`` later. Records
+carry everything needed to write them from any process (the job, the parent's key, times),
+never a live object.
+
+``run_key`` is the job attempt's trace id (32 hex digits, from ``traceparent``): it names the
+attempt's ledger in Redis and is stored on the parent run as tag ``ts_run_key``, so a parent
+created late (after an outage) is still found by every record of its attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.models import Job
+
+RUN_KEY_TAG = "ts_run_key"  # on the parent: the attempt's trace id
+RECORD_ID_TAG = "ts_record_id"  # on each stage run: makes replay idempotent
+RUN_KIND_TAG = "run_kind"  # job | stage | prompt_sync
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Record(BaseModel):
+    record_id: str = Field(default_factory=new_record_id)
+    run_key: str
+    job: Job
+    parent_run_id: str = ""  # known when the record was made; else resolved by run_key
+
+
+class BeginRecord(_Record):
+    kind: Literal["begin"] = "begin"
+    started_at: float
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class StageRecord(_Record):
+    kind: Literal["stage"] = "stage"
+    stage: str
+    started_at: float
+    ended_at: float
+    status: Literal["FINISHED", "FAILED"] = "FINISHED"
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict)  # file name -> JSON text
+
+
+class RootSpan(BaseModel):
+    """The trace's root span ``job-<id>``, written once the job is over (see tracing.py)."""
+
+    trace_id: str  # 32 hex
+    span_id: str  # 16 hex
+    name: str
+    start_ns: int
+    end_ns: int
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    session: str | None = None  # Slack channel
+    user: str | None = None  # Slack user
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class EndRecord(_Record):
+    kind: Literal["end"] = "end"
+    started_at: float
+    ended_at: float
+    status: Literal["FINISHED", "FAILED"]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    root: RootSpan | None = None
+
+
+AnyRecord = Annotated[BeginRecord | StageRecord | EndRecord, Field(discriminator="kind")]
+
+
+class _Envelope(BaseModel):
+    record: AnyRecord
+
+
+def dump_record(record: BeginRecord | StageRecord | EndRecord) -> str:
+    return record.model_dump_json()
+
+
+def load_record(text: str) -> BeginRecord | StageRecord | EndRecord:
+    return _Envelope.model_validate_json('{"record": ' + text + "}").record

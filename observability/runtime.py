@@ -1,0 +1,188 @@
+"""Per-process state of the MLflow backend: settings, client, experiment, Redis, health, writer.
+
+One ``Runtime`` per process, rebuilt when the pid changes (a prefork child must not reuse the
+parent's HTTP connections, tracer provider or writer thread). ``configure_environment`` sets
+the MLflow client's variables BEFORE mlflow is imported anywhere in the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from observability.health import MlflowHealth, http_probe
+from pipeline.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import redis
+
+    from observability.writer import BackgroundWriter
+
+log = logging.getLogger("observability")
+
+
+def configure_environment(settings: Settings) -> None:
+    """Client-side MLflow variables. Fail fast: 0-1 retry, a 2-3 s timeout (the defaults block
+    ~246 s per call when the server is down); spans from joined contexts need the simple span
+    processor (the batch one drops them, FIELD-NOTES trap 1)."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(
+        min(max(settings.mlflow_http_max_retries, 0), 1)
+    )
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(  # an int for mlflow: 2 or 3
+        int(min(max(settings.mlflow_http_timeout, 2.0), 3.0))
+    )
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0"
+    os.environ["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.pop("MLFLOW_RUN_ID", None)  # would override the parent of every nested run
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        configure_environment(settings)
+        self.settings = settings
+        self.pid = os.getpid()
+        self.uri = settings.effective_tracking_uri()
+        self.tracking = settings.mlflow_enable_tracking
+        self.tracing = settings.mlflow_enable_tracking and settings.mlflow_enable_tracing
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._redis: redis.Redis | None = None
+        self._writer: BackgroundWriter | None = None
+        self.overhead_seconds = 0.0  # time spent on the caller's thread, all jobs of the process
+        self.import_seconds = 0.0  # imports the stage needs anyway (litellm), not overhead
+        self.health = MlflowHealth(self._probe, self._on_health_change)
+
+    # --- MLflow ------------------------------------------------------------------------
+    @property
+    def is_http(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def experiment_id(self) -> str:
+        """Resolved (created if missing) once per process; raises when MLflow is down."""
+        if self._experiment_id is None:
+            with self._lock:
+                if self._experiment_id is None:
+                    self._experiment_id = self._resolve_experiment()
+                    self._point_tracing_at(self._experiment_id)
+        return self._experiment_id
+
+    @property
+    def experiment_ready(self) -> bool:
+        return self._experiment_id is not None
+
+    def _resolve_experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client, name = self.client(), self.settings.mlflow_experiment
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        artifact_location = None
+        if not self.is_http:  # local store: keep artifacts in state_dir, not in ./mlruns
+            artifact_location = (self.settings.state_dir / "mlflow-artifacts").resolve().as_uri()
+        try:
+            return str(client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException:  # another process created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    def _point_tracing_at(self, experiment_id: str) -> None:
+        """Experiment in code, not MLFLOW_EXPERIMENT_NAME (a server lookup per trace)."""
+        if not self.tracing:
+            return
+        import mlflow
+        from mlflow.entities.trace_location import MlflowExperimentLocation
+
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.tracing.set_destination(MlflowExperimentLocation(experiment_id))
+
+    def _probe(self) -> str | None:
+        if self.is_http:
+            reason = http_probe(self.uri, timeout=min(1.0, self.settings.mlflow_http_timeout))
+            if reason:
+                return reason
+        self.experiment_id()  # also proves a local sqlite store works
+        return None
+
+    def _on_health_change(self, up: bool) -> None:
+        if not self.tracing or "mlflow" not in sys.modules:
+            return
+        import mlflow
+
+        if up:
+            mlflow.tracing.enable()
+            if self._experiment_id is not None:
+                self._point_tracing_at(self._experiment_id)
+        else:
+            mlflow.tracing.disable()  # spans cost ~0 ms while the server is away
+
+    def tracing_ready(self) -> bool:
+        """Record spans for this job step? Only with a known experiment and a live server."""
+        return self.tracing and self.health.available() and self.experiment_ready
+
+    # --- Redis (ledger, outbox, budget) ----------------------------------------------------
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            import redis as redis_lib
+
+            self._redis = redis_lib.Redis.from_url(
+                self.settings.redis_url,
+                decode_responses=True,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
+        return self._redis
+
+    # --- background writer -----------------------------------------------------------------
+    def writer(self) -> BackgroundWriter:
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    from observability.writer import BackgroundWriter
+
+                    self._writer = BackgroundWriter(self)
+        return self._writer
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        if self._writer is not None:
+            self._writer.close(timeout)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime; a new one after fork or ``reset_runtime``."""
+    global _runtime
+    rt = _runtime
+    if rt is None or rt.pid != os.getpid():
+        with _runtime_lock:
+            if _runtime is None or _runtime.pid != os.getpid():
+                _runtime = Runtime(get_settings())
+            rt = _runtime
+    return rt
+
+
+def reset_runtime() -> None:
+    """Forget the process's runtime (tests, worker_init): the next call re-reads settings."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, None
+    if old is not None and old.pid == os.getpid():
+        old.shutdown(timeout=2.0)

@@ -1,0 +1,210 @@
+"""One trace per job, its spans made by whichever worker runs each stage.
+
+``begin_job`` does not open a span: it draws the job attempt's trace id and root span id and
+passes them on as a W3C ``traceparent`` header. Each stage task joins that context
+(``mlflow.tracing.set_tracing_context_from_http_request_headers``) and opens its stage span
+under the root id; LLM calls made inside (``mlflow.litellm.autolog``) nest under the stage
+span. ``end_job`` then writes the root span ``job-<id>`` itself, with the same ids, spanning the
+whole job: inputs (link, Slack message), outputs (the reply), status ERROR when the job failed,
+and the trace's info (session = channel, user = Slack user, linked run, ``outcome`` tag).
+
+Why the root is written last: a trace's status, request/response previews, session and user
+come from its root span, and the root's inputs and outputs are only all known at the end. A
+root opened in ``begin_job`` would have to end there (it cannot cross processes), leaving the
+reply and the error status out. Until the root arrives the trace shows as IN_PROGRESS, which
+is true; a job whose ``end_job`` never ran stays IN_PROGRESS.
+
+The root is written with ``TracingClient.log_spans`` + ``start_trace``, the two calls MLflow's
+own exporter makes when a root span ends (the server upserts spans by id and merges trace
+info), so this depends on mlflow's tracing client module: re-check on upgrade (tests cover it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from observability.derive import LLM_STAGES, SPAN_NAMES, SPAN_TYPES
+from observability.records import RootSpan
+from observability.runtime import Runtime
+from pipeline.models import Job
+from services.constants import HEADER_TRACEPARENT, HEADER_TRACESTATE
+
+log = logging.getLogger("observability")
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_autolog_pid: int | None = None
+
+
+def new_traceparent() -> tuple[str, str, str]:
+    """(traceparent, trace id hex, root span id hex) for a new job attempt."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    match = _TRACEPARENT.match((value or "").strip().lower())
+    return (match.group(1), match.group(2)) if match else None
+
+
+def ensure_litellm_autolog(rt: Runtime) -> None:
+    """LLM-call spans (messages, tokens, cost) under the stage span; once per process.
+
+    Importing litellm takes seconds; the LLM stage would import it anyway, so that time is
+    added to ``rt.import_seconds`` and not counted as MLflow overhead."""
+    global _autolog_pid
+
+    if _autolog_pid == os.getpid() or not rt.tracing:
+        return
+    _autolog_pid = os.getpid()
+    try:
+        started = time.perf_counter()
+        import litellm  # noqa: F401
+
+        rt.import_seconds += time.perf_counter() - started
+        import mlflow
+
+        mlflow.litellm.autolog(log_traces=True, silent=True)
+    except Exception as exc:  # no litellm in this process: stage spans still work
+        log.info("mlflow.litellm.autolog unavailable: %s", exc)
+
+
+@contextmanager
+def stage_span(rt: Runtime, stage: str, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
+    """The stage's span, joined to the job's trace; ``None`` when tracing is off or MLflow is
+    away (then nothing is recorded and nothing waits). Exceptions from the body propagate
+    through the span, which records them and ends with status ERROR."""
+    carrier = {"traceparent": headers.get(HEADER_TRACEPARENT) or ""}
+    if headers.get(HEADER_TRACESTATE):
+        carrier["tracestate"] = headers[HEADER_TRACESTATE]
+    if not parse_traceparent(carrier["traceparent"]) or not rt.tracing_ready():
+        yield None
+        return
+    stack = ExitStack()
+    span = None
+    try:
+        import mlflow
+        from mlflow.tracing import set_tracing_context_from_http_request_headers
+
+        if stage in LLM_STAGES:
+            ensure_litellm_autolog(rt)
+        stack.enter_context(set_tracing_context_from_http_request_headers(carrier))
+        span = stack.enter_context(
+            mlflow.start_span(
+                SPAN_NAMES.get(stage, stage), span_type=SPAN_TYPES.get(stage, "CHAIN")
+            )
+        )
+        span.set_attributes({"job_id": job.job_id, "stage": stage})
+    except Exception:
+        log.debug("could not open the %s span", stage, exc_info=True)
+        stack.close()
+        span = None
+    with stack:
+        yield span
+
+
+def root_inputs(job: Job) -> dict[str, Any]:
+    return {
+        "url": job.url,
+        "message": job.message_text,
+        "channel": job.channel_id,
+        "message_ts": job.message_ts,
+        "user": job.user_id,
+    }
+
+
+def _fixed_ids() -> Any:
+    """An OTel id generator handing out the ids drawn in ``begin_job`` (one root at a time)."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class FixedIds(IdGenerator):
+        trace_id = 0
+        span_id = 0
+
+        def generate_trace_id(self) -> int:
+            return self.trace_id
+
+        def generate_span_id(self) -> int:
+            return self.span_id
+
+    return FixedIds()
+
+
+_ids: Any = None
+_ids_lock = threading.Lock()
+_tracer: Any = None
+
+
+def _root_otel_span(root: RootSpan) -> Any:
+    global _tracer, _ids
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    with _ids_lock:
+        if _tracer is None:  # private: never the global provider, never exported by itself
+            _ids = _fixed_ids()
+            provider = TracerProvider(
+                resource=Resource.get_empty(),
+                id_generator=_ids,
+                shutdown_on_exit=False,
+            )
+            _tracer = provider.get_tracer("technoshare.observability")
+        _ids.trace_id, _ids.span_id = int(root.trace_id, 16), int(root.span_id, 16)
+        return _tracer.start_span(root.name, start_time=root.start_ns)
+
+
+def write_root(rt: Runtime, root: RootSpan, parent_run_id: str) -> None:
+    """Write the root span and the trace info. Raises on MLflow errors (the caller decides)."""
+    from mlflow.entities.span import LiveSpan
+    from mlflow.entities.trace_info import TraceInfo
+    from mlflow.entities.trace_location import TraceLocation
+    from mlflow.entities.trace_state import TraceState
+    from mlflow.tracing.client import TracingClient
+    from mlflow.tracing.constant import TraceMetadataKey, TraceTagKey
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    experiment_id = rt.experiment_id()
+    trace_id = generate_mlflow_trace_id_from_otel_trace_id(int(root.trace_id, 16))
+    otel_span = _root_otel_span(root)
+    span = LiveSpan(otel_span, trace_id, span_type="CHAIN")
+    span.set_inputs(root.inputs)
+    if root.outputs is not None:
+        span.set_outputs(root.outputs)
+    span.set_attributes(
+        {"job_id": root.tags.get("job_id", ""), "outcome": root.tags.get("outcome", "")}
+    )
+    failed = root.error is not None
+    if failed:
+        span.record_exception(root.error or "job failed")  # status ERROR + an exception event
+    else:
+        span.set_status("OK")
+    otel_span.end(end_time=root.end_ns)
+    client = TracingClient(rt.uri)
+    client.log_spans(experiment_id, [span.to_immutable_span()])
+
+    metadata = {TraceMetadataKey.SOURCE_RUN: parent_run_id} if parent_run_id else {}
+    if root.session:
+        metadata[TraceMetadataKey.TRACE_SESSION] = root.session
+    if root.user:
+        metadata[TraceMetadataKey.TRACE_USER] = root.user
+    reply = (root.outputs or {}).get("text")
+    info = TraceInfo(
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=root.start_ns // 1_000_000,
+        execution_duration=max(0, (root.end_ns - root.start_ns) // 1_000_000),
+        state=TraceState.ERROR if failed else TraceState.OK,
+        request_preview=json.dumps(root.inputs)[:1000],
+        response_preview=(reply if isinstance(reply, str) else json.dumps(root.outputs))[:1000],
+        trace_metadata=metadata,
+        tags={**root.tags, TraceTagKey.TRACE_NAME: root.name},
+    )
+    client.start_trace(info)

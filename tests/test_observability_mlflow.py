@@ -1,0 +1,369 @@
+"""The MLflow backend against a real ``mlflow server`` and real Redis, with each stage run in
+another process: a forked pool (prefork-like) for the io stages, a spawned process running
+each stage on its own thread (threads-pool-like) for the LLM stages. The entry process (this
+one) begins the jobs, as the entry task does.
+
+What is checked goes through ``MlflowClient`` only: parent runs and tags, nested runs, metrics,
+artifacts, the one trace per job and its span tree, the documented filter queries; then MLflow
+is stopped, jobs keep going with a small MLflow overhead each, and after a restart the outbox
+turns into the missing runs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import obs_jobs
+from tests.support.mlflow_server import MlflowServer, mlflow_server_fixture  # noqa: F401
+from tests.support.service import RedisServer, redis_server_fixture, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.mlflow_server
+
+STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
+LLM = ("stage_a", "stage_b")
+SPANS = {
+    "retrieval": "retrieval.fetch_evidence",
+    "stage_a": "stage_a.run",
+    "stage_b": "stage_b.run",
+    "quality_gates": "quality_gates.validate",
+    "slack_post": "slack.post_message",
+}
+OVERHEAD_BUDGET = 0.050  # seconds of MLflow work on a job's critical path
+
+
+class Workers:
+    """io: fork pool of 2 (worker_init in each child); llm: one spawned process, threads."""
+
+    def __init__(self) -> None:
+        from observability import worker_init
+
+        self.io = mp.get_context("fork").Pool(2, initializer=worker_init)
+        self.llm = mp.get_context("spawn").Pool(1, initializer=worker_init)
+
+    def stage(self, stage: str, job: dict, headers: dict, carry: dict) -> dict:
+        if stage in LLM:
+            return self.llm.apply(obs_jobs.run_stage_threaded, (stage, job, headers, carry))
+        return self.io.apply(obs_jobs.run_stage, (stage, job, headers, carry))
+
+    def close(self) -> None:
+        for pool in (self.io, self.llm):
+            pool.terminate()
+            pool.join()
+
+
+@pytest.fixture(scope="module")
+def env(
+    mlflow_server: MlflowServer,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, str]]:
+    mp_ = pytest.MonkeyPatch()
+    values = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "REDIS_URL": redis_server.url,
+        "STATE_DIR": str(tmp_path_factory.mktemp("state")),
+        "TS_TEST_LITELLM": "1",
+        "MLFLOW_ENABLE_TRACKING": "true",
+        "MLFLOW_ENABLE_TRACING": "true",
+    }
+    for key, value in values.items():
+        mp_.setenv(key, value)
+    yield values
+    mp_.undo()
+
+
+@pytest.fixture(scope="module")
+def workers(env: dict[str, str]) -> Iterator[Workers]:
+    from observability.runtime import reset_runtime
+    from pipeline.settings import reset_settings_cache
+
+    reset_settings_cache()
+    reset_runtime()
+    pools = Workers()
+    yield pools
+    pools.close()
+
+
+def run_job(workers: Workers, job_id: str, url: str) -> dict[str, Any]:
+    from observability import hooks
+
+    job = obs_jobs.make_job(job_id, url)
+    job_json = job.model_dump(mode="json")
+    headers = hooks.begin_job(job)
+    carry: dict[str, Any] = {}
+    for stage in STAGES:
+        try:
+            carry = workers.stage(stage, job_json, headers, carry)
+        except Exception as exc:  # the chain stops; the error callback ends the job
+            workers.io.apply(obs_jobs.fail_job, (job_json, headers, f"{type(exc).__name__}: {exc}"))
+            return {"job_id": job_id, "headers": headers, "failed_at": stage}
+    return {"job_id": job_id, "headers": headers, "carry": carry}
+
+
+def client_and_experiment(url: str) -> tuple[Any, str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.get_experiment_by_name("technoshare_commentator")
+    assert exp is not None
+    return client, exp.experiment_id
+
+
+def parent_of(client: Any, exp_id: str, job_id: str) -> Any:
+    runs = client.search_runs(
+        [exp_id], f"tags.job_id = '{job_id}' and tags.run_kind = 'job'", max_results=5
+    )
+    assert len(runs) == 1, f"job {job_id}: {len(runs)} parent runs"
+    return runs[0]
+
+
+def children_of(client: Any, exp_id: str, parent_id: str) -> dict[str, Any]:
+    runs = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {r.data.tags["stage"]: r for r in runs}
+
+
+def tolerant(check: Any) -> Any:
+    """A poll step that treats a slow answer (3 s client timeout, busy machine) as 'not yet'."""
+    from mlflow.exceptions import MlflowException
+
+    def step() -> Any:
+        try:
+            return check()
+        except MlflowException:
+            return None
+
+    return step
+
+
+def wait_for_job(client: Any, exp_id: str, job_id: str, stages: int, timeout: float = 90) -> Any:
+    """Poll until the parent is terminated with ``stages`` terminated stage runs. After 20 s the
+    outbox is replayed as the beat task would (a write that timed out on a busy machine went
+    there, which is the designed behaviour)."""
+    from observability import replay_outbox
+
+    started = time.monotonic()
+
+    @tolerant
+    def done() -> Any:
+        if time.monotonic() - started > 20:
+            replay_outbox()
+        runs = client.search_runs(
+            [exp_id], f"tags.job_id = '{job_id}' and tags.run_kind = 'job'", max_results=5
+        )
+        if len(runs) != 1 or runs[0].info.status == "RUNNING":
+            return None
+        finished = [
+            r
+            for r in children_of(client, exp_id, runs[0].info.run_id).values()
+            if r.info.status != "RUNNING"
+        ]
+        return runs[0] if len(finished) >= stages else None
+
+    return wait_until(done, timeout, f"runs of job {job_id}", 0.3)
+
+
+def artifact_json(client: Any, run_id: str, name: str, tmp_path: Any) -> Any:
+    path = client.download_artifacts(run_id, name, str(tmp_path))
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def the_trace(exp_id: str, url: str, job_id: str, spans: int, timeout: float = 90) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(url)
+
+    @tolerant
+    def found() -> Any:
+        traces = mlflow.search_traces(
+            locations=[exp_id], filter_string=f"tags.job_id = '{job_id}'", return_type="list"
+        )
+        if len(traces) != 1 or len(traces[0].data.spans) < spans:
+            return None
+        return traces
+
+    traces = wait_until(found, timeout, f"trace of job {job_id}", 0.3)
+    return traces[0]
+
+
+@pytest.fixture(scope="module")
+def jobs(workers: Workers, env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    plan = {
+        "jarxiv": "https://arxiv.org/abs/2401.00001",
+        "jgithub": "https://github.com/example/fastq",
+        "jgate": "https://arxiv.org/abs/2401.00002/gatefail",
+        "jboom": "https://example.org/boom",
+    }
+    return {job_id: run_job(workers, job_id, url) for job_id, url in plan.items()}
+
+
+def test_parent_runs_nested_runs_metrics_and_artifacts(jobs, env, tmp_path) -> None:
+    client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
+    parent = wait_for_job(client, exp_id, "jarxiv", 5)
+    tags = parent.data.tags
+    assert tags["mlflow.runName"] == "job-jarxiv"
+    assert tags["channel_id"] == "C0SHARE"
+    assert tags["message_ts"] == "1700000000.000100"
+    assert tags["target_url"] == "https://arxiv.org/abs/2401.00001"
+    assert tags["domain"] == "arxiv.org"
+    assert tags["adapter_name"] == "ArxivAdapter"
+    assert tags["outcome"] == "success"
+    for stage in LLM:
+        assert tags[f"{stage}.model"] == obs_jobs.MODEL
+        assert tags[f"{stage}.prompt_version"] == "3"
+    assert parent.info.status == "FINISHED"
+    m = parent.data.metrics
+    assert m["cost_usd"] == pytest.approx(2 * obs_jobs.CALL_COST)
+    assert m["input_tokens"] == 200 and m["output_tokens"] == 80
+    assert m["total_latency_seconds"] > 0
+    assert m["tracking_overhead_seconds"] > 0  # its bound is checked where it is promised
+
+    children = children_of(client, exp_id, parent.info.run_id)
+    assert set(children) == set(STAGES)
+    for stage, run in children.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["latency_seconds"] >= 0, stage
+        assert run.data.tags["job_id"] == "jarxiv"
+    r = children["retrieval"].data
+    assert r.metrics["snippet_count"] == 3 and r.metrics["source_count"] == 1
+    assert r.tags["coverage"] == "full"
+    a = children["stage_a"].data
+    assert a.metrics["tool_call_count"] == 1 and a.metrics["source_count"] == 2
+    for stage in LLM:
+        d = children[stage].data
+        assert d.metrics["input_tokens"] == 100 and d.metrics["output_tokens"] == 40
+        assert d.metrics["cost_usd"] == pytest.approx(obs_jobs.CALL_COST)
+        assert d.tags["model"] == obs_jobs.MODEL and d.tags["prompt_version"] == "3"
+    assert children["quality_gates"].data.metrics["gate_failures"] == 0
+    expected = {
+        "retrieval": "evidence.json",
+        "stage_a": "stage_a_facts.json",
+        "stage_b": "stage_b_result.json",
+        "quality_gates": "gate_report.json",
+        "slack_post": "slack_payload.json",
+    }
+    for stage, name in expected.items():
+        listed = [f.path for f in client.list_artifacts(children[stage].info.run_id)]
+        assert listed == [name], stage
+    evidence = artifact_json(client, children["retrieval"].info.run_id, "evidence.json", tmp_path)
+    assert evidence["adapter"] == "ArxivAdapter"
+
+
+def test_outcomes_and_parent_status(jobs, env) -> None:
+    client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
+    gate = wait_for_job(client, exp_id, "jgate", 5)
+    assert gate.data.tags["outcome"] == "gate_failed" and gate.info.status == "FINISHED"
+    assert gate.data.metrics["gate_failures"] == 1
+    boom = wait_for_job(client, exp_id, "jboom", 3)
+    assert boom.data.tags["outcome"] == "error" and boom.info.status == "FAILED"
+    assert "LLMOutputError" in boom.data.tags["error"]
+    children = children_of(client, exp_id, boom.info.run_id)
+    assert set(children) == {"retrieval", "stage_a", "stage_b"}
+    assert children["stage_b"].info.status == "FAILED"
+    assert children["stage_b"].data.tags["error_type"] == "LLMOutputError"
+
+
+def test_filter_queries_from_the_guide(jobs, env) -> None:
+    client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
+    for job_id, n in (("jarxiv", 5), ("jgithub", 5), ("jgate", 5), ("jboom", 3)):
+        wait_for_job(client, exp_id, job_id, n)
+
+    def jobs_matching(query: str) -> set[str]:
+        runs = client.search_runs([exp_id], f"{query} and tags.run_kind = 'job'")
+        return {r.data.tags["job_id"] for r in runs}
+
+    assert jobs_matching("tags.outcome = 'success'") >= {"jarxiv", "jgithub"}
+    assert "jgate" not in jobs_matching("tags.outcome = 'success'")
+    assert jobs_matching("tags.domain = 'arxiv.org'") >= {"jarxiv", "jgate"}
+    assert "jgithub" not in jobs_matching("tags.domain = 'arxiv.org'")
+    assert jobs_matching("tags.adapter_name = 'ArxivAdapter'") >= {"jarxiv", "jgate"}
+    assert jobs_matching("metrics.gate_failures > 0") == {"jgate"}
+    gate_runs = client.search_runs([exp_id], "metrics.gate_failures > 0")
+    assert {r.data.tags["run_kind"] for r in gate_runs} == {"job", "stage"}
+
+
+def test_one_trace_per_job_with_the_stage_spans(jobs, env) -> None:
+    from mlflow.entities import SpanStatusCode
+
+    client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
+    parent = wait_for_job(client, exp_id, "jarxiv", 5)
+    trace = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jarxiv", 8)
+    spans = {s.name: s for s in trace.data.spans}
+    root = spans["job-jarxiv"]
+    assert root.parent_id is None
+    assert root.inputs["url"] == "https://arxiv.org/abs/2401.00001"
+    assert root.inputs["message"] == "look at <https://arxiv.org/abs/2401.00001>"
+    assert root.outputs["text"].startswith("Commentary on")
+    for stage, name in SPANS.items():
+        assert spans[name].parent_id == root.span_id, name
+    llm_spans = [s for s in trace.data.spans if s.span_type == "LLM"]
+    assert {s.parent_id for s in llm_spans} == {
+        spans["stage_a.run"].span_id,
+        spans["stage_b.run"].span_id,
+    }
+    retrieval = spans["retrieval.fetch_evidence"].attributes
+    assert retrieval["url"] == "https://arxiv.org/abs/2401.00001"
+    assert retrieval["adapter"] == "ArxivAdapter"
+    assert retrieval["coverage"] == "full" and retrieval["snippet_count"] == 3
+    stage_a = spans["stage_a.run"].attributes
+    assert stage_a["model"] == obs_jobs.MODEL and stage_a["tool_calls"] == 1
+    assert stage_a["input_tokens"] == 100 and stage_a["output_tokens"] == 40
+    gates = spans["quality_gates.validate"].attributes
+    assert gates["gate_failures"] == 0 and gates["failed_gates"] == []
+    slack = spans["slack.post_message"].attributes
+    assert slack["channel"] == "C0SHARE" and slack["reply_ts"] == obs_jobs.REPLY_TS
+
+    info = trace.info
+    assert info.tags["outcome"] == "success"
+    assert info.trace_metadata["mlflow.trace.session"] == "C0SHARE"
+    assert info.trace_metadata["mlflow.trace.user"] == "UALICE"
+    assert info.state.value == "OK"
+    import mlflow
+
+    linked = mlflow.search_traces(locations=[exp_id], run_id=parent.info.run_id, return_type="list")
+    assert [t.info.trace_id for t in linked] == [info.trace_id]
+
+    boom = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jboom", 4)
+    assert boom.info.tags["outcome"] == "error"
+    assert boom.info.state.value == "ERROR"
+    names = {s.name: s for s in boom.data.spans}
+    assert names["stage_b.run"].status.status_code == SpanStatusCode.ERROR
+    assert "quality_gates.validate" not in names
+
+
+def test_mlflow_down_jobs_go_on_and_runs_come_back(jobs, workers, env, mlflow_server) -> None:
+    from observability import replay_outbox
+    from observability.outbox import pending
+
+    client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
+    wait_for_job(client, exp_id, "jgithub", 5)  # earlier jobs are all written
+    mlflow_server.stop()
+    down_jobs = [f"jdown{i}" for i in range(4)]
+    for job_id in down_jobs:
+        result = run_job(workers, job_id, f"https://arxiv.org/abs/2402.0000{job_id[-1]}")
+        assert result["carry"]["posted_at"] > 0  # the reply went out
+    assert pending() > 0
+
+    mlflow_server.start()
+    deadline = time.monotonic() + 90
+    while pending() and time.monotonic() < deadline:
+        replay_outbox()
+        time.sleep(1)
+    assert pending() == 0
+
+    for job_id in down_jobs:
+        parent = wait_for_job(client, exp_id, job_id, 5, timeout=30)
+        assert parent.data.tags["outcome"] == "success"
+        assert parent.data.metrics["cost_usd"] == pytest.approx(2 * obs_jobs.CALL_COST)
+        assert parent.data.metrics["tracking_overhead_seconds"] < OVERHEAD_BUDGET
+        children = children_of(client, exp_id, parent.info.run_id)
+        assert set(children) == set(STAGES)
+        assert [f.path for f in client.list_artifacts(children["retrieval"].info.run_id)] == [
+            "evidence.json"
+        ]
