@@ -69,7 +69,6 @@ TEXT_TYPES = frozenset(
 )
 PDF_TYPE = "application/pdf"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 
 
 def getaddrinfo_resolver(host: str) -> list[str]:
@@ -417,7 +416,7 @@ def _deadline_chunks(response: httpx.Response, deadline: float) -> Generator[byt
         watchdog.daemon = True
         watchdog.start()
     try:
-        for chunk in response.iter_bytes(_CHUNK):
+        for chunk in response.iter_bytes():  # as received: a chunk size would hold data back
             if time.monotonic() > deadline:
                 raise _Deadline
             yield chunk

@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 from pipeline.text import count_substantive_sentences, normalize_space, split_sentences
 
 FULL_MIN_SENTENCES = 15
-SNIPPET_MIN_CHARS = 200  # smaller paragraphs of one section are merged up to this size
+SNIPPET_MIN_CHARS = 400  # smaller paragraphs of one section are merged up to this size
 SNIPPET_MAX_CHARS = 1200  # larger ones are split at sentence ends
 
 
