@@ -22,6 +22,7 @@ from kombu import Queue
 import services.cli  # noqa: F401 - offline defaults (LITELLM_LOCAL_MODEL_COST_MAP, ...) as `technoshare` sets them
 from pipeline.settings import Settings, get_settings
 from services.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM
+from tasks import scheduled  # import-light: shared tasks and their beat schedule
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ ROUTES: dict[str, str] = {
     "technoshare.slack_post": QUEUE_IO,
     "technoshare.job_failed": QUEUE_IO,
     "technoshare.replay_mlflow_outbox": QUEUE_IO,
+    **scheduled.ROUTES,
 }
 OUTBOX_REPLAY_SECONDS = 60.0
 
@@ -92,8 +94,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "technoshare.replay_mlflow_outbox",
                 "schedule": OUTBOX_REPLAY_SECONDS,
                 "options": {"expires": OUTBOX_REPLAY_SECONDS},  # a backlog of replays is useless
-            }
+            },
+            **scheduled.BEAT_SCHEDULE,
         },
+        # The weekly eval runs far longer than the visibility timeout: acked on receipt, it is
+        # never handed out twice (a worker lost mid-eval skips one week's run, visibly).
+        "task_annotations": {scheduled.WEEKLY_EVAL: {"acks_late": False}},
     }
 
 

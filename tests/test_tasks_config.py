@@ -32,3 +32,15 @@ def test_stages_route_to_their_queues_and_beat_replays_the_outbox():
     from tasks.app import app
 
     assert "technoshare.replay_mlflow_outbox" in app.tasks
+
+
+def test_the_weekly_eval_longer_than_the_visibility_timeout_is_acked_on_receipt():
+    from tasks import scheduled
+    from tasks.app import app
+
+    app.loader.import_default_modules()
+    eval_task = app.tasks[scheduled.WEEKLY_EVAL]
+    assert eval_task.time_limit > visibility_timeout(Settings())
+    assert eval_task.acks_late is False
+    assert app.tasks["technoshare.stage_a"].acks_late is True
+    assert set(scheduled.BEAT_SCHEDULE) <= set(app.conf.beat_schedule)
