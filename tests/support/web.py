@@ -1,7 +1,7 @@
 """Local web for tests: the recorded web on loopback plus hostile, test-only routes.
 
 Use ``serve_test_web()`` (a context manager yielding ``services.recorded_web.RecordedServer``)
-or the ``local_web`` fixture (module scope: ``from tests.support.web import local_web``). Routes
+or the ``local_web`` fixture (module scope; ``from tests.support.web import local_web_fixture``). Routes
 added to the recorded ones (``server.url(path)``):
 
 - ``/test/injection``   HTML article whose body text AND hidden elements carry injected
@@ -216,7 +216,7 @@ def serve_test_web(data_dir: Path | str = DEFAULT_DATA_DIR) -> Iterator[Recorded
         yield server
 
 
-@pytest.fixture(scope="module")
-def local_web() -> Iterator[RecordedServer]:
+@pytest.fixture(scope="module", name="local_web")
+def local_web_fixture() -> Iterator[RecordedServer]:
     with serve_test_web() as server:
         yield server
