@@ -58,7 +58,8 @@ GITHUB_API = "https://api.github.com"
 
 @dataclass
 class Request:
-    """What a route sees: path, parsed query, headers; ``stopping`` is set at server shutdown."""
+    """What a route sees: path, parsed query, headers (lower-case names); ``stopping`` is set
+    at server shutdown."""
 
     path: str
     query: dict[str, list[str]]
@@ -376,7 +377,8 @@ def _handler(
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             parts = urlsplit(self.path)
-            request = Request(parts.path, parse_qs(parts.query), dict(self.headers), stopping)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            request = Request(parts.path, parse_qs(parts.query), headers, stopping)
             answer = _route(site, routes, request)
             self.send_response(answer.status)
             for name, value in answer.headers.items():

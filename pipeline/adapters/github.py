@@ -8,6 +8,7 @@ rate-limit headers or 429 -> UpstreamRateLimited, 5xx -> UpstreamServerError.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from pipeline.adapters.base import (
@@ -53,7 +54,8 @@ class GitHubAdapter:
             raise UnsupportedContentError(f"GitHub answered {base} with unexpected JSON")
         return data
 
-    def _readme(self, base: str) -> str | None:
+    def _readme(self, base: str) -> tuple[str, str | None] | None:
+        """(text, file name if known); ``None`` when the repository has no README."""
         response = self.fetcher.get(
             f"{base}/readme",
             accept="application/vnd.github.raw+json",
@@ -63,7 +65,13 @@ class GitHubAdapter:
         if response.status_code == 404:
             return None
         raise_for_status(response.status_code, response.headers, response.url)
-        return response.text()
+        if response.media_type != "application/json":
+            return response.text(), None
+        try:  # a server that ignored the raw media type: GitHub's JSON, base64 content
+            data = response.json()
+            return base64.b64decode(data["content"]).decode("utf-8", "replace"), data.get("name")
+        except (ValueError, KeyError, TypeError):
+            raise UnsupportedContentError(f"unreadable README answer from {base}") from None
 
     def read(self, url: str) -> Evidence:
         repo = github_repo_from_url(url)
@@ -87,7 +95,8 @@ class GitHubAdapter:
             "archived": data.get("archived"),
             "homepage": data.get("homepage"),
         }
-        readme = self._readme(base)
+        found = self._readme(base)
+        readme, readme_name = found if found else (None, None)
         source = Source(
             url=data.get("html_url") or f"https://github.com/{owner}/{name}",
             title=full_name,
@@ -100,7 +109,7 @@ class GitHubAdapter:
         )
         description = data.get("description")
         about = [Passage(description, "About")] if description else []
-        passages = about + (readme_passages(readme) if readme else [])
+        passages = about + (readme_passages(readme, readme_name) if readme else [])
         snippets, truncated = build_snippets(passages, self.settings)
         if readme and len(snippets) > len(about):
             coverage, reason = judge_coverage(snippets, truncated)

@@ -259,5 +259,9 @@ def looks_like_rst(text: str) -> bool:
     return rst > md
 
 
-def readme_passages(text: str) -> list[Passage]:
-    return rst_passages(text) if looks_like_rst(text) else markdown_passages(text)
+def readme_passages(text: str, file_name: str | None = None) -> list[Passage]:
+    """Passages of a README; the file name decides the format when known, else sniffing."""
+    suffix = (file_name or "").lower().rsplit(".", 1)[-1] if file_name and "." in file_name else ""
+    if suffix in {"rst", "rest"} or (suffix not in {"md", "markdown"} and looks_like_rst(text)):
+        return rst_passages(text)
+    return markdown_passages(text)

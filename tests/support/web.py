@@ -16,11 +16,14 @@ added to the recorded ones (``server.url(path)``):
   the HTTP header names no charset);
 - ``/test/echo``        JSON of the request headers it received;
 - GitHub API test repositories: ``test/rate-limited`` (403 with X-RateLimit-Remaining: 0),
-  ``test/server-error`` (502), ``test/no-readme`` (repository JSON, README 404).
+  ``test/server-error`` (502), ``test/no-readme`` (repository JSON, README 404; its
+  description reports the Authorization header it received, if any), ``test/json-readme``
+  (README answered as JSON with base64 content, file README.rst).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import time
@@ -155,6 +158,13 @@ def _gb2312(data_dir: Path) -> bytes:
     return page.encode("gb18030", errors="replace")
 
 
+def _json_readme() -> bytes:
+    """A README answered as GitHub's JSON (as by a server ignoring the raw media type)."""
+    text = "Usage\n=====\n\nRun ``tool --help`` to list the commands.\n"
+    content = base64.b64encode(text.encode()).decode()
+    return json.dumps({"name": "README.rst", "encoding": "base64", "content": content}).encode()
+
+
 def hostile_routes(data_dir: Path | str = DEFAULT_DATA_DIR) -> dict[str, Route]:
     data_dir = Path(data_dir)
     html_type = {"Content-Type": "text/html; charset=utf-8"}
@@ -167,13 +177,15 @@ def hostile_routes(data_dir: Path | str = DEFAULT_DATA_DIR) -> dict[str, Route]:
         return Response(302, {"Location": f"/test/loop?n={n + 1}"})
 
     def echo(request: Request) -> Response:
-        body = json.dumps({k.lower(): v for k, v in request.headers.items()})
+        body = json.dumps(dict(request.headers))
         return Response(200, {"Content-Type": "application/json"}, body.encode())
 
     def repo(name: str) -> Route:
         def answer(request: Request) -> Response:
+            auth = request.headers.get("authorization")
+            description = f"Authorization seen: {auth}" if auth else "A test repository."
             body = {"full_name": f"test/{name}", "html_url": f"https://github.com/test/{name}",
-                    "description": "A test repository.", "stargazers_count": 3}  # fmt: skip
+                    "description": description, "stargazers_count": 3}  # fmt: skip
             return Response(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
         return answer
@@ -205,6 +217,10 @@ def hostile_routes(data_dir: Path | str = DEFAULT_DATA_DIR) -> dict[str, Route]:
         "/github/repos/test/server-error": lambda r: Response(502, {}, b"bad gateway"),
         "/github/repos/test/no-readme": repo("no-readme"),
         "/github/repos/test/no-readme/readme": lambda r: Response(404, {}, b'{"message":"x"}'),
+        "/github/repos/test/json-readme": repo("json-readme"),
+        "/github/repos/test/json-readme/readme": lambda r: Response(
+            200, {"Content-Type": "application/json"}, _json_readme()
+        ),
     }
     return routes
 
