@@ -1,0 +1,192 @@
+"""Observability parts without an MLflow server: the health state (one log line per outage,
+never blocking), what a stage records, records through JSON, the daily LLM budget in a real
+Redis, and the hooks with tracking switched off."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+import redis
+
+from observability import budget
+from observability.derive import summarize
+from observability.health import MlflowHealth
+from observability.hooks import StageRecorder
+from observability.records import EndRecord, RootSpan, StageRecord, dump_record, load_record
+from observability.tracing import new_traceparent, parse_traceparent
+from pipeline.models import (
+    Commentary,
+    Coverage,
+    Evidence,
+    Fact,
+    Facts,
+    GateReport,
+    GateResult,
+    Job,
+    LLMCall,
+    SlackMessage,
+    Snippet,
+    Source,
+    StageUsage,
+)
+from tests.support.service import RedisServer, redis_server_fixture  # noqa: F401
+
+JOB = Job(job_id="j1", url="https://arxiv.org/abs/1", canonical_url="https://arxiv.org/abs/1")
+
+
+class FlakyProbe:
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self) -> str | None:
+        self.calls += 1
+        self.release.wait(5)
+        return self.reason
+
+
+def test_outage_is_logged_once_and_recovery_once(caplog: pytest.LogCaptureFixture) -> None:
+    probe, now = FlakyProbe(), [0.0]
+    changes: list[bool] = []
+    health = MlflowHealth(probe, changes.append, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="observability"):
+        for _ in range(50):
+            health.mark_down("connection refused")
+            assert health.available() is False
+        probe.reason = None
+        now[0] += 10  # past the down TTL: the next call starts a probe in the background
+        health.available()
+        deadline = time.monotonic() + 5
+        while not health.available() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["MLflow tracking disabled: connection refused", "MLflow tracking re-enabled"]
+    assert changes == [False, True]
+    assert health.outages == 1
+
+
+def test_available_never_waits_for_a_hanging_probe() -> None:
+    probe, now = FlakyProbe(), [0.0]
+    probe.release.clear()  # the probe hangs
+    health = MlflowHealth(probe, clock=lambda: now[0])
+    started = time.perf_counter()
+    for _ in range(100):
+        health.available()
+    assert time.perf_counter() - started < 0.5
+    assert probe.calls == 1  # one probe in flight, not one per call
+    probe.release.set()
+
+
+def evidence() -> Evidence:
+    return Evidence(
+        url=JOB.url,
+        canonical_url=JOB.url,
+        adapter="ArxivAdapter",
+        sources=[Source(url=JOB.url), Source(url="https://arxiv.org/pdf/1")],
+        snippets=[Snippet(id="S1", text="x"), Snippet(id="S2", text="y")],
+        coverage=Coverage.partial,
+        coverage_reason="abstract only",
+        char_count=2,
+    )
+
+
+def test_stage_values_come_from_the_models_and_explicit_values_win() -> None:
+    rec = StageRecorder(stage="fetch_evidence")
+    rec.artifacts["whatever.json"] = evidence()
+    rec.metrics["snippet_count"] = 7
+    s = summarize(rec)
+    assert s.metrics["snippet_count"] == 7 and s.metrics["source_count"] == 2
+    assert s.tags["adapter_name"] == "ArxivAdapter" and s.tags["coverage"] == "partial"
+    assert s.span_attributes["url"] == JOB.url and s.span_attributes["snippet_count"] == 2
+    assert list(s.artifacts) == ["evidence.json"]  # the name is fixed by the model's type
+
+    usage = StageUsage(
+        model="m", prompt_name="p", prompt_version="4", calls=[LLMCall(model="m", cost_usd=0.5)]
+    )
+    rec = StageRecorder(stage="stage_a")
+    rec.artifacts["facts"] = Facts(
+        key_facts=[Fact(text="f", snippet_ids=["S1"])], tool_calls=2, fetched_urls=["u", "u"]
+    )
+    rec.usage = usage
+    s = summarize(rec)
+    assert s.metrics["tool_call_count"] == 2 and s.metrics["source_count"] == 2
+    assert s.metrics["cost_usd"] == 0.5 and s.tags["prompt_version"] == "4"
+
+    rec = StageRecorder(stage="quality_gates")
+    rec.artifacts["r"] = GateReport(
+        results=[GateResult(name="a", passed=False), GateResult(name="b", passed=True)]
+    )
+    rec.metrics["nan"] = float("nan")
+    s = summarize(rec)
+    assert s.metrics["gate_failures"] == 1 and s.tags["failed_gates"] == "a"
+    assert "nan" not in s.metrics  # MLflow rejects non-finite values
+
+    rec = StageRecorder(stage="stage_b")
+    rec.artifacts["c"] = Commentary(tldr=["t"], summary="s", projects=["p"], usage=usage)
+    rec.artifacts["m"] = SlackMessage(channel="C1", text="hi")
+    s = summarize(rec)
+    assert set(s.artifacts) == {"stage_b_result.json", "slack_payload.json"}
+    assert s.tags["model"] == "m"
+
+
+def test_records_round_trip_through_json() -> None:
+    trace_header, trace_id, span_id = new_traceparent()
+    assert parse_traceparent(trace_header) == (trace_id, span_id)
+    assert parse_traceparent("garbage") is None
+    stage = StageRecord(
+        run_key=trace_id, job=JOB, stage="retrieval", started_at=1.0, ended_at=2.0,
+        metrics={"latency_seconds": 1.0}, artifacts={"evidence.json": "{}"},
+    )  # fmt: skip
+    end = EndRecord(
+        run_key=trace_id, job=JOB, started_at=1.0, ended_at=3.0, status="FAILED",
+        root=RootSpan(trace_id=trace_id, span_id=span_id, name="job-j1", start_ns=1, end_ns=2,
+                      inputs={"url": JOB.url}, error="boom"),
+    )  # fmt: skip
+    for record in (stage, end):
+        assert load_record(dump_record(record)) == record
+
+
+def test_daily_budget_counts_spend_in_redis(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushdb()
+    assert budget.budget_exhausted(redis=client, budget_usd=None) is False  # no budget set
+    assert budget.record_spend(0.4, redis=client) == pytest.approx(0.4)
+    assert budget.budget_exhausted(redis=client, budget_usd=1.0) is False
+    assert budget.record_spend(0.6, redis=client) == pytest.approx(1.0)
+    assert budget.budget_exhausted(redis=client, budget_usd=1.0) is True
+    assert budget.spent_today(redis=client, day="2000-01-01") == 0.0  # per UTC day
+    key = next(iter(client.scan_iter("ts:llm:spend:*")))
+    assert 0 < client.ttl(key) <= 2 * 24 * 3600
+
+
+def test_budget_is_not_exhausted_when_redis_is_away() -> None:
+    from tests.support.service import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    assert budget.record_spend(5.0, redis=dead) == 0.0
+    assert budget.budget_exhausted(redis=dead, budget_usd=0.01) is False
+
+
+def test_tracking_off_records_nothing_and_returns_the_job_header(monkeypatch) -> None:
+    from observability import hooks
+    from observability.runtime import reset_runtime
+    from pipeline.models import Outcome
+
+    monkeypatch.setenv("MLFLOW_ENABLE_TRACKING", "false")
+    reset_runtime()
+    headers = hooks.begin_job(JOB)
+    assert headers == {"ts_job_id": "j1"}
+    with hooks.stage_run("retrieval", JOB, headers) as rec:
+        rec.metrics["x"] = 1
+    with pytest.raises(RuntimeError), hooks.stage_run("stage_a", JOB, headers):
+        raise RuntimeError("stage errors still propagate")
+    hooks.end_job(JOB, headers, Outcome.success)
+    from observability.runtime import get_runtime
+
+    assert get_runtime()._writer is None  # no writer thread, no MLflow client was made
+    reset_runtime()
