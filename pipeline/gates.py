@@ -68,7 +68,8 @@ def summary_range(evidence: Evidence, settings: Settings) -> tuple[int, int]:
 def _what_was_read(evidence: Evidence) -> str:
     if evidence.coverage == Coverage.full:
         return "the full text was read"
-    return f"only {evidence.read.value.replace('_', ' ')} was read (coverage {evidence.coverage.value})"
+    reason = f": {evidence.coverage_reason}" if evidence.coverage_reason else ""
+    return f"the evidence is {evidence.coverage.value.replace('_', ' ')}{reason}"
 
 
 # --- the gates: each returns (passed, detail) ------------------------------------------------
@@ -152,8 +153,8 @@ def _gate_urls(
     bad = sorted({u for u in found if url_key(u) not in allowed})
     if bad:
         return False, (
-            "remove these URLs, they are in neither the source nor the Slack message: "
-            + ", ".join(bad)
+            "remove these URLs, they are in neither the source's content nor the Slack "
+            "message: " + ", ".join(bad)
         )
     return True, f"{len(found)} URLs, all from the evidence or the message"
 

@@ -119,6 +119,16 @@ def _read_label(evidence: Evidence) -> str:
     return label
 
 
+def _prompt_labels(names: str, versions: str) -> list[str]:
+    """``"a,b"`` + ``"file:1,file:2"`` (one stage's templates) -> ``["a@file:1", "b@file:2"]``."""
+    if not names:
+        return []
+    name_list, version_list = names.split(","), versions.split(",")
+    if len(name_list) != len(version_list):
+        return [f"{names}@{versions}"]
+    return [f"{n.strip()}@{v.strip()}" for n, v in zip(name_list, version_list, strict=True)]
+
+
 def _context_parts(
     job: Job, evidence: Evidence | None, facts: Facts | None, commentary: Commentary | None
 ) -> list[str]:
@@ -133,7 +143,7 @@ def _context_parts(
     models = sorted({u.model for u in usages if u.model})
     if models:
         parts.append("Model: " + escape_text(", ".join(models)))
-    prompts = [f"{u.prompt_name}@{u.prompt_version}" for u in usages if u.prompt_name]
+    prompts = [p for u in usages for p in _prompt_labels(u.prompt_name, u.prompt_version)]
     if prompts:
         parts.append("Prompts: " + escape_text(", ".join(prompts)))
     parts.append(f"Job: `{escape_text(job.job_id)}`")

@@ -101,6 +101,33 @@ def url_key(url: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, ""))
 
 
+# Text in the evidence that talks to the bot rather than to the reader. A URL found only in such
+# a sentence is NOT allowed in the reply: it is what a prompt injection asks the model to post.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}\b(?:previous|prior|above|earlier|all|your|"
+    r"any)\b.{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines)\b"
+    r"|\bsystem\s+(?:override|prompt|message|instruction)s?\b"
+    r"|\b(?:note|message|instructions?)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|bot|"
+    r"llm|language model|chatbot|summari[sz]er)s?\b"
+    r"|\byou\s+are\s+(?:now\s+)?an?\s+(?:ai|assistant|language model|chatbot)\b",
+    re.I | re.S,
+)
+
+
+def looks_injected(sentence: str) -> bool:
+    """Does this sentence address the bot (mentions, "ignore previous instructions"...)?"""
+    return bool(find_mentions(sentence) or _INSTRUCTION.search(sentence))
+
+
+def urls_in_evidence_text(text: str) -> list[str]:
+    """URLs of a piece of evidence text, except those in sentences that address the bot."""
+    from pipeline.text import split_sentences
+
+    return [
+        u for sent in split_sentences(text) if not looks_injected(sent) for u in find_urls(sent)
+    ]
+
+
 def allowed_url_keys(
     evidence: Evidence | None,
     message_text: str = "",
@@ -108,19 +135,21 @@ def allowed_url_keys(
     extra: Iterable[str] = (),
 ) -> set[str]:
     """URLs the reply may contain: the evidence (its urls, sources' urls, URLs inside snippet
-    text, pages read through the Stage A tool and their text) and the original Slack message."""
+    text, pages read through the Stage A tool and their text) and the original Slack message.
+    URLs inside evidence sentences that address the bot (:func:`looks_injected`) are left out."""
     urls: list[str] = list(extra)
     if evidence is not None:
         urls += [evidence.url, evidence.canonical_url]
         urls += [s.url for s in evidence.sources]
         for source in evidence.sources:
-            urls += find_urls(" ".join(str(v) for v in source.metadata.values()))
+            for value in source.metadata.values():
+                urls += urls_in_evidence_text(str(value))
         for snippet in evidence.snippets:
-            urls += find_urls(snippet.text)
+            urls += urls_in_evidence_text(snippet.text)
     if facts is not None:  # pages read through the Stage A fetch_url tool are evidence too
         urls += facts.fetched_urls
         for snippet in facts.fetched_snippets:
-            urls += find_urls(snippet.text)
+            urls += urls_in_evidence_text(snippet.text)
     urls += find_urls(message_text)
     return {url_key(u) for u in urls if u}
 

@@ -107,7 +107,7 @@ def test_summary_range_follows_what_was_read(settings):
     partial = make_evidence(Coverage.partial)
     assert run(settings, commentary=six, evidence=partial).passed
     report = run(settings, commentary=make_commentary(), evidence=partial)  # 11 > 8
-    assert "only abstract was read" in failed(report)["summary_length"]
+    assert "the evidence is partial: abstract only" in failed(report)["summary_length"]
     assert not run(settings, commentary=six).passed  # 6 < 10 with the full text
 
 

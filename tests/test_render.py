@@ -140,3 +140,12 @@ def test_error_note_shows_the_reason_escaped_and_nothing_else():
 def test_top_level_message_replies_in_its_own_thread_and_thread_reply_in_parent():
     job = make_job(thread_ts="1699999999.000001")
     assert render(job=job).thread_ts == "1699999999.000001"
+
+
+def test_prompt_versions_are_listed_per_template():
+    facts = make_facts()
+    facts.usage.prompt_name, facts.usage.prompt_version = "sys_a,user_a", "file:111,file:222"
+    msg = render_commentary(
+        make_job(), make_evidence(), facts, make_commentary(), GateReport(), Settings()
+    )
+    assert "Prompts: sys_a@file:111, user_a@file:222, stage_b@file:def" in msg.text
