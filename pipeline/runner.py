@@ -87,13 +87,18 @@ def _stage_b(
     )
 
 
-def _require_readable(evidence: Evidence) -> None:
+def require_readable(evidence: Evidence) -> None:
+    """``coverage=failed`` (the source answered but nothing could be read) is a terminal,
+    user-visible error; the Celery fetch task applies the same rule."""
     if evidence.coverage == Coverage.failed:
         reason = evidence.coverage_reason or "nothing could be read"
         raise SourceUnavailableError(
             f"no evidence for {evidence.url}: {reason}",
             user_message=f"Nothing could be read from this link ({one_line(reason)}).",
         )
+
+
+_require_readable = require_readable  # the name tasks/pipeline_calls.py imported first
 
 
 def run_pipeline(job: Job, deps: PipelineDeps) -> PipelineResult:
@@ -105,7 +110,7 @@ def run_pipeline(job: Job, deps: PipelineDeps) -> PipelineResult:
     result = PipelineResult(job=job, outcome=Outcome.error)
     try:
         result.evidence = evidence = fetch_evidence(job.url, settings, deps.fetcher)
-        _require_readable(evidence)
+        require_readable(evidence)
         result.facts = facts = _stage_a(evidence, deps)
         draft = _stage_b(facts, evidence, deps)
         commentary, report = review_and_repair(

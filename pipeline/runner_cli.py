@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recorded",
         action="store_true",
-        help="serve every request from the recorded web data (offline)",
+        help="serve every request from the recorded web data (offline; also FETCH_RECORDED=true)",
     )
 
 
@@ -58,7 +58,7 @@ def readable_text(message: SlackMessage) -> str:
 def _deps(settings, recorded: bool):  # type: ignore[no-untyped-def]
     from pipeline.runner import default_deps
 
-    if not recorded:
+    if not (recorded or settings.fetch_recorded):
         return default_deps(settings)
     from services.recorded_web import RecordedWeb
 
