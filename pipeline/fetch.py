@@ -24,7 +24,6 @@ as ``localhost``) that resolve to the same place.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import functools
 import ipaddress
 import logging
@@ -40,11 +39,14 @@ import httpx
 
 from pipeline.errors import (
     FetchNetworkError,
-    SourceUnavailableError,
     UnsafeURLError,
     UnsupportedContentError,
-    UpstreamRateLimited,
-    UpstreamServerError,
+)
+from pipeline.fetch_policy import (
+    PDF_TYPE,
+    effective_media_type,
+    parse_media_type,
+    raise_for_status,
 )
 from pipeline.settings import Settings
 
@@ -53,23 +55,6 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-TEXT_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "text/plain",
-        "text/markdown",
-        "text/x-markdown",
-        "text/x-rst",
-        "application/json",
-        "application/atom+xml",
-        "application/rss+xml",
-        "application/xml",
-        "text/xml",
-        "application/vnd.github.raw",
-    }
-)
-PDF_TYPE = "application/pdf"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -83,23 +68,6 @@ def getaddrinfo_resolver(host: str) -> list[str]:
     """Every address the system resolver gives for ``host`` (the default ``resolver``)."""
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def parse_media_type(header: str | None) -> tuple[str, str | None]:
-    """``"text/html; charset=UTF-8"`` -> ``("text/html", "utf-8")``."""
-    if not header:
-        return "", None
-    media, _, params = header.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip("\"'").lower()
-    return media.strip().lower(), charset
-
-
-def is_text_type(media: str) -> bool:
-    return media in TEXT_TYPES or media.endswith(("+json", "+xml"))
 
 
 @dataclass(frozen=True)
@@ -161,33 +129,6 @@ def _is_public(addr: IPAddress) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     return addr.is_global and not addr.is_multicast
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value:
-        if value.strip().isdigit():
-            return float(value.strip())
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is not None:
-            return max(0.0, parsed.timestamp() - time.time())
-    reset = headers.get("x-ratelimit-reset")
-    if reset and reset.strip().isdigit():
-        return max(0.0, float(reset) - time.time())
-    return None
-
-
-def raise_for_status(status: int, headers: httpx.Headers, url: str) -> None:
-    """Map an HTTP error status to the error tree (2xx returns)."""
-    if 200 <= status < 300:
-        return
-    if status == 429 or (
-        status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
-    ):
-        raise UpstreamRateLimited(f"HTTP {status} from {url}", retry_after=_retry_after(headers))
-    if status >= 500:
-        raise UpstreamServerError(f"HTTP {status} from {url}", retry_after=_retry_after(headers))
-    raise SourceUnavailableError(f"HTTP {status} from {url}")
 
 
 class SafeFetcher:
@@ -359,7 +300,7 @@ class SafeFetcher:
         chunks = _deadline_chunks(response, deadline)
         try:
             first = next((c for c in chunks if c), b"")
-            media = _effective_media_type(media, first, url)
+            media = effective_media_type(media, first, url)
             binary = media == PDF_TYPE
             if binary and declared.isdigit() and int(declared) > cap:
                 raise UnsupportedContentError(
@@ -397,26 +338,6 @@ def _parse_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
         return base.join(url) if base is not None else httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
         raise UnsafeURLError(f"invalid URL: {url!r}") from None
-
-
-def _effective_media_type(media: str, first: bytes, url: str) -> str:
-    """Allowlist check, sniffing PDFs and untyped bodies. Raises UnsupportedContentError."""
-    if media == PDF_TYPE or first.lstrip()[:5] == b"%PDF-":
-        return PDF_TYPE
-    if is_text_type(media):
-        return media
-    if not media:
-        head = first.lstrip()[:1]
-        if head == b"<":
-            return "text/html"
-        if first and b"\x00" not in first[:1024]:
-            return "text/plain"
-    kind = media or "binary content without a type"
-    raise UnsupportedContentError(
-        f"unsupported content type {kind!r} at {url}: only HTML, text, Markdown, JSON, "
-        "Atom/XML and PDF are read",
-        user_message=f"This link serves {kind}, which the bot cannot read.",
-    )
 
 
 def _deadline_chunks(response: httpx.Response, deadline: float) -> Generator[bytes, None, None]:

@@ -21,7 +21,8 @@ from pipeline.adapters.base import (
 from pipeline.adapters.readme import readme_passages
 from pipeline.errors import UnsupportedContentError
 from pipeline.extract_meta import script_language
-from pipeline.fetch import SafeFetcher, raise_for_status
+from pipeline.fetch import SafeFetcher
+from pipeline.fetch_policy import raise_for_status
 from pipeline.links import github_repo_from_url
 from pipeline.models import Coverage, Evidence, ReadKind, Source
 from pipeline.settings import Settings
