@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from pipeline.errors import FetchNetworkError, UnsafeURLError
@@ -165,3 +166,21 @@ def test_authorization_dropped_when_a_redirect_leaves_the_origin(local_web):
         )
     assert json.loads(same.content)["authorization"] == "Bearer t0k"
     assert "authorization" not in json.loads(moved.content)
+
+
+def test_https_request_is_pinned_with_sni_and_host_of_the_name():
+    """Through the transport seam: what would go on the wire for an https URL."""
+    seen: list[httpx.Request] = []
+
+    class Capture(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, headers={"content-type": "text/html"}, content=b"<p>x</p>")
+
+    resolver = {"secure.example": ["93.184.215.14"]}.__getitem__
+    with SafeFetcher(Settings(), transport=Capture(), resolver=resolver) as f:
+        f.get("https://secure.example/path?q=1")
+    (request,) = seen
+    assert str(request.url) == "https://93.184.215.14/path?q=1"
+    assert request.headers["host"] == "secure.example"
+    assert request.extensions["sni_hostname"] == "secure.example"
