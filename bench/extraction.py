@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pipeline import extract_rules  # noqa: E402
 from pipeline.extract import decode_html, extract_html  # noqa: E402
 
 PAGES = REPO / "data" / "recorded" / "pages"
@@ -61,6 +62,10 @@ Extractor = Callable[[bytes], tuple[str, str | None]]
 
 
 def ours(raw: bytes) -> tuple[str, str | None]:
+    # Cold caches every time: the per-class-value caches would otherwise be warm from the
+    # previous repeat of the same page, which a worker seeing a new site would not have.
+    extract_rules._value_weight.cache_clear()
+    extract_rules._looks_unlikely.cache_clear()
     page = extract_html(raw)
     return page.text, page.title
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+import json
 import logging
 import socket
 import ssl
@@ -97,8 +98,6 @@ class FetchResponse:
             return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.content)
 
 
@@ -246,12 +245,10 @@ class SafeFetcher:
             try:
                 if check_status:
                     raise_for_status(response.status_code, response.headers, str(current))
-                result = self._read(response, str(current), deadline)
+                media, charset, body, cut = self._read(response, str(current), deadline)
             finally:
                 response.close()
-            elapsed = time.monotonic() - started
-            log.debug("fetched %s: %s, %d bytes", current, result[0], len(result[2]))
-            media, charset, body, truncated, reason = result
+            log.debug("fetched %s: %s, %d bytes", current, media, len(body))
             return FetchResponse(
                 url=str(current),
                 status_code=response.status_code,
@@ -259,10 +256,10 @@ class SafeFetcher:
                 charset=charset,
                 content=body,
                 headers=response.headers,
-                truncated=truncated,
-                truncated_reason=reason,
+                truncated=cut is not None,
+                truncated_reason=cut,
                 redirects=tuple(redirects),
-                elapsed=elapsed,
+                elapsed=time.monotonic() - started,
             )
         raise UnsafeURLError(f"more than {s.fetch_max_redirects} redirects")
 
@@ -293,11 +290,13 @@ class SafeFetcher:
 
     def _read(
         self, response: httpx.Response, url: str, deadline: float
-    ) -> tuple[str, str | None, bytes, bool, str | None]:
+    ) -> tuple[str, str | None, bytes, str | None]:
+        """(media type, charset, body, why the body was cut or None), enforcing the policy."""
         cap = self.settings.fetch_max_bytes
         media, charset = parse_media_type(response.headers.get("content-type"))
         declared = response.headers.get("content-length", "")
         chunks = _deadline_chunks(response, deadline)
+        cut = None
         try:
             first = next((c for c in chunks if c), b"")
             media = effective_media_type(media, first, url)
@@ -307,7 +306,6 @@ class SafeFetcher:
                     f"PDF of {declared} bytes exceeds the {cap}-byte limit"
                 )
             body = bytearray(first)
-            truncated, reason = False, None
             try:
                 for chunk in chunks:
                     body += chunk
@@ -316,7 +314,7 @@ class SafeFetcher:
             except _Deadline:
                 if binary or not body:
                     raise
-                truncated, reason = True, "total timeout"
+                cut = "total timeout"  # text: keep what arrived
         except _Deadline:
             raise FetchNetworkError(f"total timeout reading {url}") from None
         finally:
@@ -325,8 +323,8 @@ class SafeFetcher:
             if binary:
                 raise UnsupportedContentError(f"PDF larger than the {cap}-byte limit")
             del body[cap:]
-            truncated, reason = True, f"cut at {cap} bytes"
-        return media, charset, bytes(body), truncated, reason
+            cut = f"cut at {cap} bytes"
+        return media, charset, bytes(body), cut
 
 
 class _Deadline(Exception):
