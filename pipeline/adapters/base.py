@@ -114,7 +114,8 @@ def judge_coverage(
     text = "\n".join(s.text for s in snippets)
     sentences = count_substantive_sentences(text)
     if truncated:
-        return Coverage.partial, f"truncated: {truncation or 'only the first part was read'}"
+        kept = f"the first {len(text)} characters were kept"
+        return Coverage.partial, f"truncated: {truncation or kept}"
     if sentences >= FULL_MIN_SENTENCES:
         return Coverage.full, None
     return Coverage.partial, f"short text: {sentences} sentences of substance"
