@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 
 from pipeline.fetch import SafeFetcher
+from pipeline.links import canonical_url
 from pipeline.settings import REPO_ROOT, Settings
 
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "recorded"
@@ -95,11 +96,13 @@ class RecordedSite:
         self.papers = {e["id"]: e for e in self.manifest if e["kind"] == "arxiv"}
         # page URL -> id; the first page claiming a URL gets it, later ones are synthetic
         self.page_by_url: dict[str, str] = {}
+        self.page_by_canonical: dict[str, str] = {}
         self.page_urls: dict[str, str] = {}
         for page_id, entry in self.pages.items():
             url = entry.get("url")
             if url and url not in self.page_by_url:
                 self.page_by_url[url] = page_id
+                self.page_by_canonical[canonical_url(url)] = page_id
                 self.page_urls[page_id] = url
             else:
                 self.page_urls[page_id] = SYNTHETIC_PAGE_BASE + page_id
@@ -305,8 +308,8 @@ class RecordedWeb:
             return answer or _not_found(parts.path)
         if host == "recorded.example" and parts.path.startswith("/pages/"):
             return self.site.page(parts.path.removeprefix("/pages/"))
-        for scheme in ("https", "http"):
-            page_id = self.site.page_by_url.get(f"{scheme}://{host}{target}")
+        for scheme in ("https", "http"):  # a shared link may differ in scheme, slash, order
+            page_id = self.site.page_by_canonical.get(canonical_url(f"{scheme}://{host}{target}"))
             if page_id is not None:
                 return self.site.page(page_id)
         return _not_found(f"{host}{target}")

@@ -66,6 +66,13 @@ def test_pages_keep_their_own_urls_and_get_synthetic_ones_otherwise(web):
     assert web.page_url("lifehacker-working") == SYNTHETIC_PAGE_BASE + "lifehacker-working"
 
 
+def test_pages_match_variants_of_their_url(web, fetcher):
+    url = web.page_url("bbc-1")  # http://www.bbc.com/news/world-us-canada-33646704
+    variant = url.replace("http://", "https://") + "/?utm_source=twitter#comments"
+    evidence = fetch_evidence(variant, Settings(), fetcher)
+    assert evidence.title == "Obama admits US gun laws are his 'biggest frustration'"
+
+
 def test_ssrf_checks_still_run(web, fetcher):
     with pytest.raises(UnsafeURLError):
         fetcher.get("http://169.254.169.254/latest/meta-data/")
