@@ -63,6 +63,7 @@ MARK_SPLIT = re.compile("\x1e(\\d*)\x1e")
 _ALL = STRIP_UNLIKELY | WEIGHT_CLASSES | CLEAN_CONDITIONALLY
 # Removal settings to try, strictest first.
 PASSES = (_ALL, _ALL & ~STRIP_UNLIKELY, CLEAN_CONDITIONALLY, 0)
+_DIVIDERS = (1, 2, 6, 9, 12)  # a paragraph's points shared with its ancestors, by level
 _DIV_TEXT_NEEDED = 3500  # characters of <p> text below which divs are scored too
 
 
@@ -180,8 +181,22 @@ class _Reading:
         if scored < _DIV_TEXT_NEEDED:
             self._score_all(body.css(_LEAF_DIV))
 
+    def _ancestors(self, first: LexborNode) -> list[int]:
+        """Candidate keys of up to 5 ancestors, starting with the paragraph's parent."""
+        keys: list[int] = []
+        ancestor: LexborNode | None = first
+        while ancestor is not None and len(keys) < 5:
+            parent = ancestor.parent
+            if parent is None or ancestor.tag == "html":
+                break
+            keys.append(self._candidate(ancestor))
+            ancestor = parent
+        return keys
+
     def _score_all(self, paragraphs: list[LexborNode]) -> int:
         total = 0
+        chains: dict[int, list[int]] = {}  # parent -> candidate keys of the 5 ancestors
+        scores = self.scores
         for para in paragraphs:
             text = para.text(deep=True, skip_empty=True)
             size = len(text)
@@ -190,14 +205,14 @@ class _Reading:
             total += size
             commas = text.count(",") + text.count("\uff0c") + text.count("\u3001")
             points = 1 + commas + min(size // 100, 3)
-            ancestor, level = para.parent, 0
-            while ancestor is not None and level < 5:
-                parent = ancestor.parent
-                if parent is None or ancestor.tag == "html":
-                    break
-                key = self._candidate(ancestor)
-                self.scores[key] += points / (1 if level == 0 else 2 if level == 1 else level * 3)
-                ancestor, level = parent, level + 1
+            first = para.parent
+            if first is None:
+                continue
+            chain = chains.get(first.mem_id)
+            if chain is None:
+                chain = chains[first.mem_id] = self._ancestors(first)
+            for level, key in enumerate(chain):
+                scores[key] += points / _DIVIDERS[level]
         return total
 
     def top(self, body: LexborNode) -> tuple[LexborNode, float]:

@@ -39,6 +39,7 @@ _HIERARCHICAL = re.compile(r" [\\/>»] ")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass
@@ -183,14 +184,17 @@ def _title_tag_title(tree: LexborHTMLParser) -> str | None:
 def script_language(text: str) -> str | None:
     """``zh``/``ja``/``ko`` when the text is mostly CJK; other scripts are not guessed."""
     sample = text[:4000]
-    letters = sum(1 for ch in sample if ch.isalpha())
-    if not letters:
-        return None
-    if len(_HANGUL.findall(sample)) > letters * 0.3:
+    cjk = len(_CJK.findall(sample))
+    kana = len(_KANA.findall(sample))
+    hangul = len(_HANGUL.findall(sample))
+    if not (cjk or kana or hangul):
+        return None  # the common case, decided without counting letters
+    letters = len(_LETTER.findall(sample))
+    if hangul > letters * 0.3:
         return "ko"
-    if len(_KANA.findall(sample)) > letters * 0.1:
+    if kana > letters * 0.1:
         return "ja"
-    if len(_CJK.findall(sample)) > letters * 0.3:
+    if cjk > letters * 0.3:
         return "zh"
     return None
 
