@@ -1,0 +1,104 @@
+"""`technoshare run` as a user runs it: a subprocess, the offline model, retrieval pointed at a
+loopback server (ARXIV_API_URL, GITHUB_API_URL, FETCH_ALLOW_HOSTS) or at the recorded web."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.sanitize import find_mentions
+from services.recorded_web import RecordedServer
+from tests.support.web import serve_test_web
+
+ARXIV_URL = "https://arxiv.org/abs/1809.00949"
+GITHUB_URL = "https://github.com/karpathy/nanoGPT"
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[RecordedServer]:
+    with serve_test_web() as server:
+        yield server
+
+
+def technoshare_run(tmp_path, *args: str, env: dict[str, str] | None = None):
+    full_env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "STATE_DIR": str(tmp_path),
+        "LLM_MODEL": "offline/extractive",
+        "MLFLOW_ENABLE_TRACKING": "false",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # no .env of the developer's checkout
+    )
+
+
+def test_arxiv_github_and_page_links_pass_the_gates_offline(web, tmp_path):
+    for url, adapter in (
+        (ARXIV_URL, "ArxivAdapter"),
+        (GITHUB_URL, "GitHubAdapter"),
+        (web.page_url("002"), "WebPageAdapter"),
+    ):
+        proc = technoshare_run(tmp_path, url, "--json", env=web.settings_overrides())
+        assert proc.returncode == 0, (url, proc.stderr[-2000:])
+        result = json.loads(proc.stdout)
+        assert result["outcome"] == "success"
+        assert result["evidence"]["adapter"] == adapter
+        assert all(r["passed"] for r in result["gate_report"]["results"])
+        assert len(result["gate_report"]["results"]) == 9
+        assert result["job"]["channel_id"] == "cli" and len(result["job"]["job_id"]) == 16
+        message = result["message"]
+        assert message["outcome"] == "success" and len(message["blocks"]) <= 50
+        assert "Extractive summary made offline" in message["text"]
+        assert find_mentions(message["text"]) == []
+
+
+def test_readable_text_output_for_a_recorded_url_without_any_server(tmp_path):
+    proc = technoshare_run(tmp_path, GITHUB_URL, "--recorded")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.startswith("*karpathy/nanoGPT*")
+    for heading in ("*TL;DR*", "*Summary*", "*For our themes*", "*Similar tech*"):
+        assert heading in out
+    assert "Source: karpathy/nanoGPT (https://github.com/karpathy/nanogpt)" in out
+    assert "&amp;" not in out and "&lt;" not in out  # entities undone for the terminal
+
+
+def test_gate_failure_exits_3_with_the_honest_note(web, tmp_path):
+    # The abstract has six sentences: demanding 9-12 for a partial read cannot be met.
+    env = {
+        **web.settings_overrides(),
+        "GATE_SUMMARY_PARTIAL_MIN": "9",
+        "GATE_SUMMARY_PARTIAL_MAX": "12",
+    }
+    proc = technoshare_run(tmp_path, ARXIV_URL, "--json", env=env)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["outcome"] == "gate_failed" and result["gate_report"]["repaired"] is True
+    failed = [r["name"] for r in result["gate_report"]["results"] if not r["passed"]]
+    assert failed == ["summary_length"]
+    assert "summary's length did not fit what could be read" in result["message"]["text"]
+    assert proc.stderr.strip().splitlines()[-1].startswith("gate_failed: GateFailedError")
+
+
+def test_errors_exit_1_with_one_line_on_stderr(web, tmp_path):
+    proc = technoshare_run(tmp_path, web.url("/test/404"), env=web.settings_overrides())
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: SourceUnavailableError"), lines
+    assert "could not be read" in proc.stdout  # the reply that would be posted
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+    not_a_link = technoshare_run(tmp_path, "ftp://example.org/file")
+    assert not_a_link.returncode == 1 and "not an http(s) link" in not_a_link.stderr
