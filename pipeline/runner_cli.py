@@ -88,6 +88,12 @@ def main(args: argparse.Namespace) -> int:
     except TechnoShareError as exc:  # e.g. ConfigError while building the dependencies
         print(f"error: {' '.join(exc.reason.split())}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line (never a secret-bearing traceback dump)
+        print(
+            f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     if args.json:
         print(result.model_dump_json(indent=2))
     elif result.message is not None:
