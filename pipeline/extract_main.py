@@ -109,6 +109,21 @@ def _contains(ancestor: LexborNode, node: LexborNode) -> bool:
     return False
 
 
+def _outermost(nodes: list[LexborNode], stop: set[int]) -> list[LexborNode]:
+    """The nodes that are not inside another of them (each once): decomposing a node frees its
+    subtree, so a node inside an already removed one must never be touched again."""
+    ids = {node.mem_id for node in nodes}
+    unique = {node.mem_id: node for node in nodes}.values()
+    out = []
+    for node in unique:
+        parent = node.parent
+        while parent is not None and parent.mem_id not in ids and parent.mem_id not in stop:
+            parent = parent.parent
+        if parent is None or parent.mem_id not in ids:
+            out.append(node)
+    return out
+
+
 def _link_density(node: LexborNode, size: int) -> float:
     """Share of the text (``_size``) inside links; in-page ``#`` links count 30%."""
     if not size:
@@ -344,7 +359,7 @@ class _Reading:
                 if block is not None:
                     hash_link = (a.attrs.get("href") or "").startswith("#")
                     link_sizes[index_of[block.mem_id]] += _size(a) * (0.3 if hash_link else 1.0)
-        for node in reversed(doomed):
+        for node in _outermost(doomed, root_ids):
             node.decompose()
         pieces = MARK_SPLIT.split(MARK.join(root.text(deep=True) for root in roots))
         # pieces: text, number, text, number, text ... (the first text precedes any block)

@@ -162,3 +162,20 @@ def test_no_title_is_invented():
 )  # fmt: skip
 def test_site_names_dropped_from_title_tags_only_when_enough_words_remain(raw, expected):
     assert title_from_title_tag(raw, headings=[]) == expected
+
+
+def test_nested_removals_inside_the_article_are_removed_once():
+    """A hidden block holding an unlikely block holding hidden text: each removed safely."""
+    para = "<p>Real text that is long enough to be kept as a paragraph of the article.</p>"
+    html = (
+        f"<html><body><article>{para * 5}<div style='display:none' class='sidebar'>"
+        "<div class='comment-list'><p hidden>nested hidden text</p>"
+        "<span aria-hidden='true'>aria text</span></div></div>"
+        f"<section hidden><div hidden><p>doubly hidden</p></div></section>{para}</article>"
+        "</body></html>"
+    )
+    for _ in range(20):  # freed nodes touched twice would crash or corrupt sooner or later
+        page = extract_html(html)
+    assert page.text.count("Real text") == 6
+    for hidden in ("nested hidden", "aria text", "doubly hidden"):
+        assert hidden not in page.text
