@@ -56,6 +56,11 @@ LLM_SPEND_TTL_SECONDS = 2 * 24 * 3600
 ALERT_SENT_KEY = KEY_PREFIX + "alert:{name}:{day}"
 ALERT_SENT_TTL_SECONDS = 24 * 3600
 
+# A 👍/👎 reaction already recorded as MLflow feedback (SET NX). TTL: 1 day; covers Celery's
+# at-least-once redelivery and Slack's retries of the reaction event.
+FEEDBACK_SEEN_KEY = KEY_PREFIX + "feedback:{channel_id}:{reply_ts}:{user_id}:{reaction}"
+FEEDBACK_SEEN_TTL_SECONDS = 24 * 3600
+
 # --- Celery task headers (propagated to every task of a chain, its retries and spawned tasks)
 HEADER_JOB_ID = "ts_job_id"
 HEADER_PARENT_RUN_ID = "ts_parent_run_id"
