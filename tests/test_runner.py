@@ -13,7 +13,13 @@ from pipeline.runner import default_deps, run_pipeline
 from pipeline.sanitize import find_mentions
 from pipeline.settings import Settings
 from services.recorded_web import RecordedServer, Response, serve_recorded
-from tests.support.llm import PRIMARY, json_answer, scripted_fixture, text  # noqa: F401
+from tests.support.llm import (  # noqa: F401
+    PRIMARY,
+    json_answer,
+    scripted_fixture,
+    text,
+    tool_calls,
+)
 from tests.support.web import hostile_routes
 
 EVIL = "evil.example"
@@ -149,6 +155,32 @@ def test_stage_b_fixed_by_the_repair_is_posted(web, scripted):
     assert_safe(result)
     assert "our Rust services can drop once_cell" in result.message.text
     assert "Extractive summary" not in result.message.text  # a (scripted) model wrote it
+
+
+def test_stage_a_fetch_tool_goes_through_the_safe_fetcher_within_the_budget(web, scripted):
+    linked = web.page_url("002")
+    facts = {
+        "title": "Rust 1.80",
+        "key_facts": [{"text": "Rust 1.80 ships lazy cells.", "snippet_ids": ["S1"]}],
+    }
+    summary = CLEAN["summary"] + f" Background on fetching is at {linked} for reference."
+    scripted.script(
+        PRIMARY,
+        tool_calls(("fetch_url", {"url": linked})),
+        tool_calls(("fetch_url", {"url": "http://10.0.0.1/admin"})),  # refused by the SSRF guard
+        tool_calls(("fetch_url", {"url": linked})),  # over the budget of 2
+        json_answer(facts),
+        json_answer({**CLEAN, "summary": summary}),
+    )
+    result = run(web, "/test/injection", llm_model=PRIMARY, llm_max_retries=1, max_tool_calls=2)
+    assert result.outcome == Outcome.success, result.error
+    assert result.facts.tool_calls == 2 and result.facts.fetched_urls == [linked]
+    assert result.facts.fetched_snippets  # the fetched page's text, citable
+    tool_answers = [
+        m["content"] for m in scripted.calls_to(PRIMARY)[3].messages if m["role"] == "tool"
+    ]
+    assert "not allowed to read" in tool_answers[1] and "limit reached" in tool_answers[2]
+    assert f"<{linked}>" in result.message.text  # a tool-read page may be linked
 
 
 # --- error outcomes ---------------------------------------------------------------------------
