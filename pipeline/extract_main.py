@@ -41,16 +41,17 @@ _CONDITIONAL = frozenset({"div", "section", "ul", "ol", "table", "form", "fields
 _SCORED = "p, pre, td, section, h2, h3, h4, h5, h6"
 _LEAF_DIV = "div:not(:has(blockquote, dl, div, img, ol, p, pre, table, ul))"
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-_STRONG_TAGS = frozenset({"p", "li", "dt", "dd", "td", "th", "pre", "blockquote", "figcaption",
-                          "address", "summary"})  # fmt: skip
+_STRONG_TAGS = frozenset({"p", "li", "dt", "dd", "pre", "blockquote", "figcaption", "address",
+                          "summary"})  # fmt: skip
 _LAYOUT_TAGS = frozenset({"div", "section", "article", "main", "tr", "figure", "table", "ul",
                           "ol", "dl", "details", "center", "br", "hr"})  # fmt: skip
 # The kind of paragraph each block element starts: heading, paragraph-like, or layout.
-_HEADING, _STRONG, _LAYOUT = "h", "p", "l"
+_HEADING, _STRONG, _LAYOUT, _CELL = "h", "p", "l", "c"
 _BLOCK_KIND = (
     dict.fromkeys(_HEADINGS, _HEADING)
     | dict.fromkeys(_STRONG_TAGS, _STRONG)
     | dict.fromkeys(_LAYOUT_TAGS, _LAYOUT)
+    | dict.fromkeys(("td", "th"), _CELL)
 )
 # Elements whose class/id/role are checked in the chosen container (inline ones are not).
 _CHECKED = frozenset(
@@ -371,7 +372,7 @@ class _Reading:
             index = int(pieces[i - 1]) if i and pieces[i - 1] else -1
             kind = kinds[index] if index >= 0 else _LAYOUT
             if conditional:
-                if index >= 0 and link_sizes[index] > 0.5 * len(text):
+                if index >= 0 and link_sizes[index] > 0.5 * len(text) and kind != _CELL:
                     continue  # a link list, a link-only block
                 if kind == _LAYOUT and len(text) < 25:
                     continue  # a label between blocks ("Advertisement", "Share")
