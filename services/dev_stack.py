@@ -19,7 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.settings import REPO_ROOT, get_settings
-from services.processes import LocalRedis, ManagedProcess, free_port, wait_until
+from services.processes import (
+    LocalRedis,
+    ManagedProcess,
+    free_port,
+    prepare_tracking_store,
+    wait_until,
+)
 
 START_MLFLOW = REPO_ROOT / "scripts" / "start_mlflow.sh"
 
@@ -71,6 +77,7 @@ class DevStack:
             self.env["FETCH_RECORDED"] = "true"
         self.urls["redis"] = f"{self.redis.url}  ({self.redis.kind})"
         self._start_mlflow()
+        prepare_tracking_store(self.env)
         celery = [sys.executable, "-m", "celery", "-A", "tasks"]
         concurrency = str(self.settings.llm_worker_concurrency)
         self._spawn("worker-io", [*celery, "worker", "-Q", "io", "-P", "prefork", "-c", "2",

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -163,3 +164,20 @@ class LocalRedis:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def prepare_tracking_store(env: Mapping[str, str]) -> None:
+    """Create the local sqlite MLflow store once, before several workers start.
+
+    Workers starting together would each create and migrate the fresh database, race
+    ("table ... already exists") and switch tracking off in the losers. A server-backed
+    tracking URI needs nothing here.
+    """
+    uri = env.get("MLFLOW_TRACKING_URI") or ""
+    if uri and not uri.startswith("sqlite:"):
+        return
+    if (env.get("MLFLOW_ENABLE_TRACKING") or "true").lower() in ("0", "false", "no"):
+        return
+    code = "import observability; observability.worker_init()"
+    subprocess.run([sys.executable, "-c", code], env=dict(env), check=False, timeout=180,
+                   stdout=subprocess.DEVNULL)  # fmt: skip

@@ -25,7 +25,13 @@ import httpx
 import pytest
 import redis
 
-from services.processes import LocalRedis, ManagedProcess, free_port, wait_until
+from services.processes import (
+    LocalRedis,
+    ManagedProcess,
+    free_port,
+    prepare_tracking_store,
+    wait_until,
+)
 from tests.support.fake_slack import FakeSlack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,12 +208,14 @@ class Stack:
         if env_extra.get("TS_TEST_STANDINS") == "1":  # the MLflow backend is stood in for too
             env_extra.setdefault("MLFLOW_ENABLE_TRACKING", "false")
         self.redis = RedisServer(tmp)
+        (tmp / "state").mkdir(exist_ok=True)
         self.env = service_env(self.redis.url, fake.api_url, tmp / "state", **env_extra)
         self.workers: list[Worker] = []
         self.store = JobStore.from_url(self.redis.url)
         self.celery = create_app(Settings(redis_url=self.redis.url))
 
     def start_workers(self, llm_pool: str = "threads", llm_concurrency: int = 2) -> Stack:
+        prepare_tracking_store(self.env)
         io = Worker("io", "io", "prefork", 2, self.env, self.tmp)
         llm = Worker("llm", "llm", llm_pool, llm_concurrency, self.env, self.tmp)
         self.workers += [io.wait_ready(), llm.wait_ready()]
