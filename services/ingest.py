@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from pipeline.errors import ConfigError
 from pipeline.links import canonical_url, extract_links
 from pipeline.models import Job
 from pipeline.settings import Settings, get_settings
@@ -280,7 +282,11 @@ def main(args: argparse.Namespace) -> int:
     if args.socket_mode == "on" or (args.socket_mode == "auto" and settings.slack_app_token):
         from services.socket_mode import start_socket_mode
 
-        socket_client = start_socket_mode(settings, app.state.service)
+        try:
+            socket_client = start_socket_mode(settings, app.state.service)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
