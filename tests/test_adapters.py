@@ -15,7 +15,12 @@ from pipeline.adapters import (
     fetch_evidence,
     fetch_text_for_tool,
 )
-from pipeline.errors import SourceUnavailableError, UpstreamRateLimited, UpstreamServerError
+from pipeline.errors import (
+    SourceUnavailableError,
+    UnsupportedContentError,
+    UpstreamRateLimited,
+    UpstreamServerError,
+)
 from pipeline.fetch import SafeFetcher
 from pipeline.models import Coverage, ReadKind
 from pipeline.settings import Settings
@@ -216,6 +221,12 @@ def test_pdf_page_cap_makes_it_partial(env):
     evidence = fetch_evidence(server.url("/test/pdf"), one_page, fetcher)
     assert evidence.truncated and evidence.coverage == Coverage.partial
     assert "1 of 3 pages" in evidence.coverage_reason
+
+
+def test_broken_pdf_is_unsupported_content_not_a_crash(env):
+    settings, fetcher, server = env
+    with pytest.raises(UnsupportedContentError, match="could not be read"):
+        fetch_evidence(server.url("/test/broken-pdf"), settings, fetcher)
 
 
 def test_fetch_text_for_tool_uses_the_same_path(env):

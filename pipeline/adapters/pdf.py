@@ -11,7 +11,6 @@ import logging
 import re
 
 from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 from pipeline.adapters.base import Passage, build_snippets, judge_coverage, make_evidence
 from pipeline.errors import UnsupportedContentError
@@ -70,8 +69,10 @@ class PdfAdapter:
                     passages.append(Passage(para))
                     chars += len(para)
                 read_pages += 1
-        except PyPdfError as exc:
-            log.info("unreadable PDF at %s: %s", response.url, exc)
+        except UnsupportedContentError:
+            raise
+        except Exception as exc:  # a hostile PDF can break pypdf in any way
+            log.info("unreadable PDF at %s: %s: %s", response.url, type(exc).__name__, exc)
             raise UnsupportedContentError(
                 f"the PDF at {response.url} could not be read: {exc}",
                 user_message="This PDF could not be read.",

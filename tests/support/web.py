@@ -1,14 +1,15 @@
 """Local web for tests: the recorded web on loopback plus hostile, test-only routes.
 
 Use ``serve_test_web()`` (a context manager yielding ``services.recorded_web.RecordedServer``)
-or the ``local_web`` fixture (module scope; ``from tests.support.web import local_web_fixture``). Routes
-added to the recorded ones (``server.url(path)``):
+or the module-scoped ``local_web`` fixture (``from tests.support.web import local_web_fixture``).
+Routes added to the recorded ones (``server.url(path)``):
 
 - ``/test/injection``   HTML article whose body text AND hidden elements carry injected
   instructions (see ``INJECTION_*``); hidden ones must never reach evidence;
 - ``/test/huge``        a 50 MB text/html body; ``/test/endless`` an endless body dripping 1 KB
   every 20 ms; ``/test/stall`` 1 KB then silence until the client leaves;
-- ``/test/pdf``         a 3-page PDF with real text (``make_pdf``); ``/test/binary`` an
+- ``/test/pdf``         a 3-page PDF with real text (``make_pdf``); ``/test/broken-pdf`` a
+  truncated one; ``/test/binary`` an
   ``application/octet-stream`` body; ``/test/untyped`` binary bytes without a content type;
 - ``/test/redirect?to=URL`` a 302 to URL; ``/test/loop?n=K`` an endless chain of 302s;
 - ``/test/429`` (Retry-After: 7), ``/test/500``, ``/test/404``;
@@ -198,6 +199,9 @@ def hostile_routes(data_dir: Path | str = DEFAULT_DATA_DIR) -> dict[str, Route]:
         "/test/endless": lambda r: Response(200, html_type, _endless(r)),
         "/test/stall": lambda r: Response(200, html_type, _stall(r)),
         "/test/pdf": lambda r: Response(200, {"Content-Type": "application/pdf"}, sample_pdf()),
+        "/test/broken-pdf": lambda r: Response(
+            200, {"Content-Type": "application/pdf"}, b"%PDF-1.4\n1 0 obj << garbage"
+        ),
         "/test/binary": lambda r: Response(
             200, {"Content-Type": "application/octet-stream"}, bytes(range(256)) * 64
         ),
