@@ -52,11 +52,14 @@ class EvalExample(_Strict):
     url: str = Field(pattern=r"^https?://\S+$")
     message_text: str = Field(min_length=1)
     recorded: RecordedRef
-    expected_themes: list[str] = Field(min_length=1)
+    expected_themes: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
-    must_mention: list[str] = Field(min_length=1)
+    must_mention: list[str] = Field(default_factory=list)
     language: str = "en"
     notes: str = ""
+    # needs_review: added from a 👎 (``technoshare eval add-from-feedback``); a person fills
+    # expected_themes and must_mention, then sets "ready". Only ready examples are evaluated.
+    status: Literal["ready", "needs_review"] = "ready"
 
     @field_validator("expected_themes", "must_mention")
     @classmethod
@@ -69,9 +72,15 @@ class EvalExample(_Strict):
     def kind(self) -> str:
         return self.recorded.kind
 
-    def check_message_has_url(self) -> None:
+    def problem(self) -> tuple[str, str] | None:
+        """(field, message) of what a valid example may not lack, else None."""
         if self.url not in self.message_text:
-            raise ValueError("the Slack message text must contain the example's url")
+            return "message_text", "the Slack message text must contain the example's url"
+        if self.status == "ready":
+            for name in ("expected_themes", "must_mention"):
+                if not getattr(self, name):
+                    return name, "a ready example needs at least one item"
+        return None
 
 
 class EvalDataset(_Strict):
@@ -81,6 +90,9 @@ class EvalDataset(_Strict):
 
     def by_id(self) -> dict[str, EvalExample]:
         return {e.id: e for e in self.examples}
+
+    def ready(self) -> list[EvalExample]:
+        return [e for e in self.examples if e.status == "ready"]
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -100,11 +112,11 @@ def parse_dataset(raw: Any, *, source: str = "dataset") -> EvalDataset:
         label = f"example {name!r} (#{index})" if name else f"example #{index}"
         try:
             example = EvalExample.model_validate(item)
-            example.check_message_has_url()
         except ValidationError as exc:
             raise DatasetError(f"{source}: {label}: {_format_error(exc)}") from exc
-        except ValueError as exc:
-            raise DatasetError(f"{source}: {label}: field 'message_text': {exc}") from exc
+        problem = example.problem()
+        if problem is not None:
+            raise DatasetError(f"{source}: {label}: field '{problem[0]}': {problem[1]}")
         if example.id in seen:
             raise DatasetError(f"{source}: {label}: field 'id': duplicate id {example.id!r}")
         seen.add(example.id)

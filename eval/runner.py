@@ -1,5 +1,6 @@
 """``technoshare eval`` (also ``scripts/run_eval.py``): the evaluation suite, offline by default.
 
+    technoshare eval add-from-feedback [--days 30] [--dry-run]   (see eval/from_feedback.py)
     technoshare eval [--min-pass-rate 0.8] [--summary-md PATH] [--results-json PATH]
                      [--compare RUN_ID] [--prompts-dir DIR] [--dataset PATH] [--ids a,b] [--limit N]
 
@@ -38,6 +39,13 @@ for _key, _value in (  # offline and quiet, also when run as scripts/run_eval.py
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from eval.dataset import DEFAULT_DATASET
 
+    parser.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "add-from-feedback"),
+        help="run the suite (default), or append 👎 jobs to the dataset as examples to review",
+    )
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="eval dataset JSON")
     parser.add_argument(
         "--min-pass-rate", type=float, default=0.8, help="exit 1 below this (default 0.8)"
@@ -50,10 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ids", help="only these example ids (comma-separated)")
     parser.add_argument("--limit", type=int, help="only the first N examples")
     parser.add_argument("--run-name", help="MLflow run name (default eval-<UTC time>)")
+    parser.add_argument("--days", type=int, default=30, help="add-from-feedback: look back N days")
+    parser.add_argument("--dry-run", action="store_true", help="add-from-feedback: write nothing")
 
 
 def _select(dataset: Any, ids: str | None, limit: int | None) -> list[Any]:
-    examples = list(dataset.examples)
+    examples = dataset.ready()  # needs_review examples wait for a person's labels
     if ids:
         wanted = [i.strip() for i in ids.split(",") if i.strip()]
         known = dataset.by_id()
@@ -114,12 +124,23 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     settings = get_settings()
+    if getattr(args, "action", "run") == "add-from-feedback":
+        from eval.from_feedback import main as add_from_feedback
+
+        try:
+            return add_from_feedback(args, settings)
+        except (DatasetError, TechnoShareError, OSError) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
     prompts_dir = (args.prompts_dir or PROMPTS_DIR).resolve()
     try:
         if not prompts_dir.is_dir():
             raise ValueError(f"--prompts-dir {prompts_dir}: not a directory")
         dataset = load_dataset(args.dataset)
         examples = _select(dataset, args.ids, args.limit)
+        waiting = len(dataset.examples) - len(dataset.ready())
+        if waiting:
+            print(f"eval: {waiting} example(s) need review and are skipped", file=sys.stderr)
         previous = load_previous_results(settings, args.compare) if args.compare else None
         judges = judges_status(settings)
         with recorded_deps(

@@ -1,5 +1,7 @@
-"""Periodic quality monitoring (``celery -A tasks beat``): a weekly eval run, a daily health
-summary, and a frequent alert check that posts each breach once (see ``eval/health.py``).
+"""Quality monitoring tasks. Periodic (``celery -A tasks beat``): a weekly eval run, a daily
+health summary, and a frequent alert check that posts each breach once (see ``eval/health.py``).
+On demand: ``technoshare.record_feedback`` (``tasks/feedback.py``, imported here so the app that
+imports this module registers it), 👍/👎 reactions as MLflow feedback.
 
 ``BEAT_SCHEDULE`` is merged into the app's ``beat_schedule``. This module stays import-light
 (celery and settings only; ``tasks.app`` imports it): the tasks are ``shared_task``s bound to the
@@ -25,6 +27,7 @@ from celery import shared_task
 from celery.schedules import crontab
 
 from services.constants import QUEUE_IO
+from tasks import feedback  # noqa: F401 - registers technoshare.record_feedback with the app
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ WEEKLY_EVAL = "technoshare.weekly_eval"
 DAILY_HEALTH = "technoshare.daily_health"
 CHECK_ALERTS = "technoshare.check_alerts"
 
-ROUTES = {WEEKLY_EVAL: QUEUE_IO, DAILY_HEALTH: QUEUE_IO, CHECK_ALERTS: QUEUE_IO}
+ROUTES = {WEEKLY_EVAL: QUEUE_IO, DAILY_HEALTH: QUEUE_IO, CHECK_ALERTS: QUEUE_IO, **feedback.ROUTES}
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "weekly-eval": {

@@ -20,7 +20,7 @@ from eval.results import metric_key
 
 REPO = Path(__file__).resolve().parent.parent
 BROKEN_PROMPTS = REPO / "tests" / "fixtures" / "broken_prompts"
-EXAMPLES = load_dataset().examples
+EXAMPLES = load_dataset().ready()
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
