@@ -37,8 +37,23 @@ def worker_init(**_signal_kwargs: Any) -> None:
         rt = get_runtime()
         if not rt.health.check_now():
             log.warning("MLflow not reachable at worker start: %s", rt.health.reason)
+        _warm_up(rt)
     except Exception:
         log.exception("observability.worker_init failed (jobs still run, maybe unrecorded)")
+
+
+def _warm_up(rt: Any) -> None:
+    """Pay first-use costs at start-up, not in the first job: mlflow imports mlflow.pyfunc
+    (~300 ms) when the first span ends; the Redis connection and the writer thread."""
+    import contextlib
+    import importlib
+
+    for module in ("mlflow.pyfunc", "observability.mlflow_backend"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+    with contextlib.suppress(Exception):
+        rt.redis().ping()
+    rt.writer().start()
 
 
 def worker_shutdown(**_signal_kwargs: Any) -> None:

@@ -48,12 +48,11 @@ class LedgerTotals:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def start(redis: Any, run_key: str, job_id: str, started_at: float) -> None:
+def queue_start(pipe: Any, run_key: str, job_id: str, started_at: float) -> None:
+    """Add the ledger's creation to ``pipe`` (a Redis pipeline the caller executes)."""
     key = ledger_key(run_key)
-    pipe = redis.pipeline(transaction=False)
     pipe.hset(key, mapping={"job_id": job_id, "started_at": repr(started_at)})
     pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
-    pipe.execute()
 
 
 def set_parent(redis: Any, run_key: str, parent_run_id: str) -> None:
@@ -68,16 +67,17 @@ def get_parent(redis: Any, run_key: str) -> str:
     return str(redis.hget(ledger_key(run_key), "parent_run_id") or "")
 
 
-def add_stage(
-    redis: Any,
+def queue_stage(
+    pipe: Any,
     run_key: str,
     stage: str,
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
     overhead_seconds: float,
 ) -> None:
+    """Add a stage's values (and the hook's overhead) to ``pipe``; the caller executes it, in
+    the same round trip as its other Redis writes."""
     key = ledger_key(run_key)
-    pipe = redis.pipeline(transaction=False)
     for name in SUMMED_METRICS:
         if name in metrics:
             pipe.hincrbyfloat(key, f"sum:{name}", float(metrics[name]))
@@ -95,7 +95,6 @@ def add_stage(
         pipe.hset(key, mapping=values)
     pipe.hincrbyfloat(key, "overhead_seconds", overhead_seconds)
     pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
-    pipe.execute()
 
 
 def read(redis: Any, run_key: str) -> LedgerTotals:

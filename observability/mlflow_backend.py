@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -36,14 +36,43 @@ from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACE
 
 log = logging.getLogger("observability")
 
-BEGIN_WAIT_SECONDS = 0.02
+BEGIN_WAIT_SECONDS = 0.01
+SLOW_HOOK_SECONDS = 0.010
 
 
-def _queue(rt: Runtime, record: BeginRecord | StageRecord | EndRecord) -> None:
-    if rt.health.available():
+def _round_trip(
+    rt: Runtime,
+    job: Job,
+    to_outbox: BeginRecord | StageRecord | EndRecord | None,
+    ledger_writes: Callable[[Any], None] | None,
+) -> None:
+    """The hook's one Redis round trip: its ledger writes, plus the record's XADD to the
+    outbox when MLflow is down."""
+    try:
+        pipe = rt.redis().pipeline(transaction=False)
+        if to_outbox is not None:
+            outbox.queue_push(pipe, to_outbox)
+        if ledger_writes is not None:
+            ledger_writes(pipe)
+        pipe.execute()
+    except Exception as exc:
+        if to_outbox is not None:
+            outbox.log_lost(to_outbox, exc)
+        else:
+            log.warning("Redis ledger unavailable for job %s: %s", job.job_id, exc)
+
+
+def _record(
+    rt: Runtime,
+    record: BeginRecord | StageRecord | EndRecord,
+    ledger_writes: Callable[[Any], None] | None = None,
+) -> None:
+    """To the background writer when MLflow is up, else to the outbox."""
+    up = rt.health.available()
+    if up:
         rt.writer().submit(record)
-    else:
-        outbox.push(rt, record)
+    if not up or ledger_writes is not None:
+        _round_trip(rt, record.job, None if up else record, ledger_writes)
 
 
 def _run_key(job: Job, headers: Mapping[str, str]) -> tuple[str, str]:
@@ -52,11 +81,10 @@ def _run_key(job: Job, headers: Mapping[str, str]) -> tuple[str, str]:
     return parsed if parsed else (f"job-{job.job_id}", "")
 
 
-def _add_overhead(rt: Runtime, run_key: str, seconds: float) -> None:
-    try:
-        ledger.add_stage(rt.redis(), run_key, "", {}, {}, seconds)
-    except Exception:
-        log.debug("ledger unavailable", exc_info=True)
+def _note_overhead(what: str, job: Job, seconds: float) -> None:
+    """Slow hook calls are worth a line: they are MLflow time on the job's critical path."""
+    level = logging.INFO if seconds > SLOW_HOOK_SECONDS else logging.DEBUG
+    log.log(level, "%s of job %s: MLflow overhead %.1f ms", what, job.job_id, seconds * 1e3)
 
 
 def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
@@ -70,31 +98,26 @@ def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
     headers[HEADER_PARENT_RUN_ID] = ""
     try:
         started = time.time()
-        record = BeginRecord(
-            run_key=run_key,
-            job=job,
-            started_at=started,
-            tags=parent_tags(job, run_key, reprocess_of),
-        )
-        try:
-            ledger.start(rt.redis(), run_key, job.job_id, started)
-        except Exception:
-            log.warning(
-                "Redis ledger unavailable: job %s totals come from end_job only", job.job_id
-            )
-        if rt.health.available():
+        tags = parent_tags(job, run_key, reprocess_of)
+        record = BeginRecord(run_key=run_key, job=job, started_at=started, tags=tags)
+        up = rt.health.available()
+        if up:
             future: Future[str] = Future()
             rt.writer().submit(record, future)
             # past the wait, the writer stores the id in the ledger when it has it
             with contextlib.suppress(FutureTimeout):
                 headers[HEADER_PARENT_RUN_ID] = future.result(timeout=BEGIN_WAIT_SECONDS) or ""
-        else:
-            outbox.push(rt, record)
+
+        def ledger_writes(pipe: Any) -> None:
+            ledger.queue_start(pipe, run_key, job.job_id, started)
+            ledger.queue_stage(pipe, run_key, "", {}, {}, time.perf_counter() - t0)
+
+        _round_trip(rt, job, None if up else record, ledger_writes)
     except Exception:
         log.exception("begin_job failed to record job %s (the job goes on)", job.job_id)
     spent = time.perf_counter() - t0
     rt.overhead_seconds += spent
-    _add_overhead(rt, run_key, spent)
+    _note_overhead("begin_job", job, spent)
     return headers
 
 
@@ -174,22 +197,17 @@ def stage_run(stage: str, job: Job, headers: Mapping[str, str]) -> Iterator[Stag
         try:
             times = (started, time.time(), body_end - body_start)
             record = _stage_record(job, headers, name, summary, times, error)
-            ledger_error = None
-            try:
-                so_far = overhead + (time.perf_counter() - body_end)
-                ledger.add_stage(
-                    rt.redis(), record.run_key, name, record.metrics, record.tags, so_far
-                )
-            except Exception as exc:
-                ledger_error = exc
-            _queue(rt, record)
-            if ledger_error is not None:
-                log.warning("Redis ledger unavailable for job %s: %s", job.job_id, ledger_error)
+
+            def ledger_writes(pipe: Any) -> None:
+                spent = overhead + (time.perf_counter() - body_end)
+                ledger.queue_stage(pipe, record.run_key, name, record.metrics, record.tags, spent)
+
+            _record(rt, record, ledger_writes)
         except Exception:
             log.exception("could not record stage %s of job %s (the job goes on)", name, job.job_id)
         overhead += time.perf_counter() - body_end
         rt.overhead_seconds += overhead
-        log.debug("stage %s of job %s: MLflow overhead %.1f ms", name, job.job_id, overhead * 1e3)
+        _note_overhead(f"stage {name}", job, overhead)
 
 
 def _reply_outputs(reply: SlackMessage | None, reply_ts: str | None) -> dict[str, Any] | None:
@@ -223,7 +241,9 @@ def end_job(
         _end_job(rt, job, headers, Outcome(outcome), reply, error, metrics or {}, t0)
     except Exception:
         log.exception("end_job failed to record job %s", job.job_id)
-    rt.overhead_seconds += time.perf_counter() - t0
+    spent = time.perf_counter() - t0
+    rt.overhead_seconds += spent
+    _note_overhead("end_job", job, spent)
 
 
 def _end_job(
@@ -289,7 +309,7 @@ def _end_job(
         tags=tags,
         root=root,
     )
-    _queue(rt, record)
+    _record(rt, record)
 
 
 def flush(timeout: float = 10.0) -> bool:

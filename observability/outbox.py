@@ -34,22 +34,33 @@ log = logging.getLogger("observability")
 MIN_AGE_SECONDS = 5.0
 
 
+def queue_push(pipe: Any, record: BeginRecord | StageRecord | EndRecord) -> None:
+    """Add the record's XADD to ``pipe`` (executed by the caller with its other writes)."""
+    pipe.xadd(
+        MLFLOW_OUTBOX_STREAM,
+        {"kind": record.kind, "job_id": record.job.job_id, "record": dump_record(record)},
+        maxlen=MLFLOW_OUTBOX_MAXLEN,
+        approximate=True,
+    )
+
+
+def log_lost(record: BeginRecord | StageRecord | EndRecord, exc: BaseException) -> None:
+    log.error(
+        "MLflow %s record of job %s lost: MLflow and Redis both unavailable (%s)",
+        record.kind,
+        record.job.job_id,
+        exc,
+    )
+
+
 def push(rt: Runtime, record: BeginRecord | StageRecord | EndRecord) -> bool:
     try:
-        rt.redis().xadd(
-            MLFLOW_OUTBOX_STREAM,
-            {"kind": record.kind, "job_id": record.job.job_id, "record": dump_record(record)},
-            maxlen=MLFLOW_OUTBOX_MAXLEN,
-            approximate=True,
-        )
+        pipe = rt.redis().pipeline(transaction=False)
+        queue_push(pipe, record)
+        pipe.execute()
         return True
     except Exception as exc:
-        log.error(
-            "MLflow %s record of job %s lost: MLflow and Redis both unavailable (%s)",
-            record.kind,
-            record.job.job_id,
-            exc,
-        )
+        log_lost(record, exc)
         return False
 
 

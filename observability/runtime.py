@@ -120,6 +120,8 @@ class Runtime:
         return None
 
     def _on_health_change(self, up: bool) -> None:
+        if up:  # MLflow is back: write what waited in the outbox (one replayer at a time)
+            threading.Thread(target=_replay_quietly, name="mlflow-replay", daemon=True).start()
         if not self.tracing or "mlflow" not in sys.modules:
             return
         import mlflow
@@ -161,6 +163,15 @@ class Runtime:
     def shutdown(self, timeout: float = 5.0) -> None:
         if self._writer is not None:
             self._writer.close(timeout)
+
+
+def _replay_quietly() -> None:
+    try:
+        from observability.outbox import replay_outbox
+
+        replay_outbox()
+    except Exception:
+        log.exception("outbox replay after MLflow came back failed")
 
 
 _runtime: Runtime | None = None

@@ -209,6 +209,9 @@ class BackgroundWriter:
         except queue.Full:
             self._to_outbox(record, future)
 
+    def start(self) -> None:
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
             with self._lock:

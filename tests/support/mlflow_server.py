@@ -5,10 +5,13 @@ store, which is how the outage tests take MLflow away and bring it back.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,3 +70,90 @@ def mlflow_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
     yield server
     server.stop()
+
+
+# --- reading what was recorded, through the MLflow client only ---------------------------------
+def client_and_experiment(url: str) -> tuple[Any, str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.get_experiment_by_name("technoshare_commentator")
+    assert exp is not None
+    return client, exp.experiment_id
+
+
+def parent_of(client: Any, exp_id: str, job_id: str) -> Any:
+    runs = client.search_runs(
+        [exp_id], f"tags.job_id = '{job_id}' and tags.run_kind = 'job'", max_results=5
+    )
+    assert len(runs) == 1, f"job {job_id}: {len(runs)} parent runs"
+    return runs[0]
+
+
+def children_of(client: Any, exp_id: str, parent_id: str) -> dict[str, Any]:
+    runs = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {r.data.tags["stage"]: r for r in runs}
+
+
+def tolerant(check: Any) -> Any:
+    """A poll step that treats a slow answer (3 s client timeout, busy machine) as 'not yet'."""
+    from mlflow.exceptions import MlflowException
+
+    def step() -> Any:
+        try:
+            return check()
+        except MlflowException:
+            return None
+
+    return step
+
+
+def wait_for_job(client: Any, exp_id: str, job_id: str, stages: int, timeout: float = 90) -> Any:
+    """Poll until the parent is terminated with ``stages`` terminated stage runs. After 20 s the
+    outbox is replayed as the beat task would (a write that timed out on a busy machine went
+    there, which is the designed behaviour)."""
+    from observability import replay_outbox
+
+    started = time.monotonic()
+
+    @tolerant
+    def done() -> Any:
+        if time.monotonic() - started > 20:
+            replay_outbox()
+        runs = client.search_runs(
+            [exp_id], f"tags.job_id = '{job_id}' and tags.run_kind = 'job'", max_results=5
+        )
+        if len(runs) != 1 or runs[0].info.status == "RUNNING":
+            return None
+        finished = [
+            r
+            for r in children_of(client, exp_id, runs[0].info.run_id).values()
+            if r.info.status != "RUNNING"
+        ]
+        return runs[0] if len(finished) >= stages else None
+
+    return wait_until(done, timeout, f"runs of job {job_id}", 0.3)
+
+
+def artifact_json(client: Any, run_id: str, name: str, tmp_path: Any) -> Any:
+    path = client.download_artifacts(run_id, name, str(tmp_path))
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def the_trace(exp_id: str, url: str, job_id: str, spans: int, timeout: float = 90) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(url)
+
+    @tolerant
+    def found() -> Any:
+        traces = mlflow.search_traces(
+            locations=[exp_id], filter_string=f"tags.job_id = '{job_id}'", return_type="list"
+        )
+        if len(traces) != 1 or len(traces[0].data.spans) < spans:
+            return None
+        return traces
+
+    traces = wait_until(found, timeout, f"trace of job {job_id}", 0.3)
+    return traces[0]
