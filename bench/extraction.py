@@ -177,7 +177,7 @@ def section(results: dict[str, dict[str, object]], repeat: int, started: str) ->
     ]
     return (
         "## Extraction\n\n"
-        f"Command: `python bench/extraction.py --repeat {repeat} --write` (about 2.5 minutes).\n\n"
+        f"Command: `python bench/extraction.py --repeat {repeat} --write` (a few minutes; longer on a loaded machine).\n\n"
         f"Machine: {started}.\n\n"
         f"Pages: all {ours_r['pages']} pages of `data/recorded/pages` (the corpus's development "
         "split; a held-out split exists and nothing was tuned to single pages). Gold: "
