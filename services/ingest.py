@@ -31,6 +31,7 @@ from pipeline.errors import ConfigError
 from pipeline.links import canonical_url, extract_links
 from pipeline.models import Job
 from pipeline.settings import Settings, get_settings
+from services.feedback import SendFeedback, celery_feedback_sender, reaction_feedback
 from services.job_store import JobStore
 from services.slack_client import EYES, SlackSink, make_sink
 
@@ -57,12 +58,18 @@ class IngestService:
     """The handlers shared by the HTTP endpoint and Socket Mode."""
 
     def __init__(
-        self, settings: Settings, store: JobStore, enqueue: Enqueue, sink: SlackSink
+        self,
+        settings: Settings,
+        store: JobStore,
+        enqueue: Enqueue,
+        sink: SlackSink,
+        send_feedback: SendFeedback | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.enqueue = enqueue
         self.sink = sink
+        self.send_feedback = send_feedback
 
     # --- events -----------------------------------------------------------------------------
     def handle_event_callback(self, payload: dict[str, Any]) -> list[Job]:
@@ -72,7 +79,13 @@ class IngestService:
             log.info("event %s already accepted (Slack retry or duplicate delivery)", event_id)
             return []
         try:
-            return self._enqueue_links(self._wanted(payload.get("event") or {}))
+            event = payload.get("event") or {}
+            feedback = reaction_feedback(event, self.settings.slack_bot_user_id)
+            if feedback is not None:  # a 👍/👎 on one of our replies: MLflow feedback, no job
+                if self.send_feedback is not None:
+                    self.send_feedback(feedback)
+                return []
+            return self._enqueue_links(self._wanted(event))
         except Exception:
             if event_id:  # let Slack's retry of this event through
                 self.store.release_event(event_id)
@@ -196,7 +209,11 @@ def create_app(
 ) -> Starlette:
     settings = settings or get_settings()
     svc = service or IngestService(
-        settings, JobStore.from_settings(settings), celery_enqueue(settings), make_sink(settings)
+        settings,
+        JobStore.from_settings(settings),
+        celery_enqueue(settings),
+        make_sink(settings),
+        celery_feedback_sender(settings),
     )
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
