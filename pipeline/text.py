@@ -1,83 +1,116 @@
 """Plain-text helpers shared by retrieval, the stages and the gates.
 
-``split_sentences`` works on English-like text (``. ! ?`` followed by a space and a non-lowercase
-start, with common abbreviations and initials kept inside the sentence) and on Chinese/Japanese
-text (``。！？`` end a sentence with or without a following space).
+Splitting. ``split_units`` cuts a text into sentence-like units:
+
+- a fenced code block (```` ``` ... ``` ````, how retrieval marks code in a snippet) is one unit,
+  flagged ``code``, and is never split;
+- blank lines, a list bullet ``•`` and a pilcrow ``¶`` between spaces always separate units
+  (retrieval puts a bullet before each list item, table cell or ``<br>`` line in a snippet, and
+  a pilcrow at a paragraph break no sentence end marks); the units after a bullet, up to the
+  next pilcrow, are flagged ``listed``;
+- within that, English-like text ends a sentence at ``. ! ?`` followed by a space and a
+  non-lowercase start, except after common abbreviations, initials, a day number before a month
+  name (``3. Mai``), or inside a quotation in curly/angle quotes; Chinese/Japanese text ends at
+  ``。！？`` with or without a following space.
+
+``split_sentences`` is the same, as plain strings.
+
+Prose quality. ``is_prose`` rejects what is not a sentence of prose even when it splits like one:
+code, table rows, lists of names or identifiers (hardly any function words), run-ons of more
+than ``MAX_SENTENCE_WORDS`` words. ``is_substantive`` adds a minimum size. ``is_citable`` is what
+a reply may quote as a sentence (substantive prose that ends like a sentence, without URLs or
+markup); ``citable_sentences`` lists the distinct ones of a text (near-duplicates dropped), and
+the summary-length gate and the offline model both count with it, so the gate never asks for
+more sentences than the evidence holds.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+
+LIST_BULLET = "•"
+ITEM_SEPARATOR = f" {LIST_BULLET} "  # before each list item in a snippet ("intro: • a • b")
+PILCROW = "¶"
+PARAGRAPH_SEPARATOR = f" {PILCROW} "  # a paragraph break that no sentence end marks
+CODE_FENCE = "```"
+MAX_SENTENCE_WORDS = 60  # longer "sentences" are run-ons (joined lists, missing punctuation)
+NEAR_DUPLICATE = 0.7  # Jaccard similarity of content words above which two sentences repeat
 
 _WS = re.compile(r"\s+")
+_FENCED = re.compile(r"```.*?```", re.S)
+_SEPARATOR = re.compile(r"(?:^|\s)([•¶])(?:\s+|$)")
 
 # A sentence ends at a run of terminators, optionally followed by closing quotes or brackets.
 # CJK terminators need no following space; Latin ones need whitespace and then something that
 # does not start with a lowercase letter (so "e.g. this" and "3.5 times" stay together).
 _BOUNDARY = re.compile(
     r"""(?:
-        [。！？!?．]*[。！？][”’」』）〕】"')\]]*\s*          # CJK: end here, space optional
-      | (?:\.{3}|…|[.!?])+[”’"')\]]*(?=\s+[^\sa-z])\s+    # Latin: space, then not lowercase
+        [。！？!?．]*[。！？][”’」』）〕】"')\]»]*\s*          # CJK: end here, space optional
+      | (?:\.{3}|…|[.!?])+[”’"')\]»]*(?=\s+[^\sa-z])\s+    # Latin: space, then not lowercase
     )""",
     re.VERBOSE,
 )
 
-# Tokens before a "." that do not end a sentence.
-_ABBREVIATIONS = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "sr",
-        "jr",
-        "st",
-        "vs",
-        "etc",
-        "e.g",
-        "i.e",
-        "cf",
-        "al",
-        "fig",
-        "figs",
-        "eq",
-        "no",
-        "nos",
-        "vol",
-        "pp",
-        "ca",
-        "approx",
-        "inc",
-        "ltd",
-        "co",
-        "corp",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-        "u.s",
-        "u.k",
-        "dept",
-        "gen",
-        "gov",
-        "sen",
-        "rep",
-        "rev",
-        "mt",
-        "ft",
-    ]
-)
-_WORD_BEFORE_DOT = re.compile(r"([\w.]+)\.[”’\"')\]]*\s*$")
+# Tokens before a "." that do not end a sentence (English, French, German).
+_ABBREVIATIONS_TEXT = """
+    mr mrs ms dr prof sr jr st vs etc e.g i.e cf al fig figs eq no nos vol pp ca approx inc ltd
+    co corp jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k dept gen gov sen rep rev mt
+    ft mme mlle mgr av env hr nr bzw usw ggf evtl inkl mio mrd abs str tel z.b d.h u.a s.o vgl
+    """
+_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
+_MONTHS_TEXT = """
+    january february march april may june july august september october november december
+    januar februar märz april mai juni juli august september oktober november dezember
+    janvier février mars avril mai juin juillet août septembre octobre novembre décembre
+    """
+_MONTHS = frozenset(_MONTHS_TEXT.split())
+_WORD_BEFORE_DOT = re.compile(r"([\w.]+)\.[”’\"')\]»]*\s*$")
+_DAY_BEFORE_DOT = re.compile(r"(?<![\w.])\d{1,2}\.\s*$")
+_NEXT_WORD = re.compile(r"\s*([^\W\d_]+)")
+_QUOTES = (("“", "”"), ("«", "»"))
+_GERMAN_QUOTES = ("„", "“")
+_QUOTE_REACH = 500  # characters within which a quotation must close to hold a sentence together
+
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+_WORD = re.compile(r"[^\W\d_]{3,}")
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
+# Not "..." or "…": a text that trails off, or was cut off, is not a finished sentence.
+_ENDS_SENTENCE = re.compile(r"(?<!\.\.)[.!?。！？][”’\"')\]」』）»]*$")
+_URL_OR_MARKUP = re.compile(r"https?://|www\.|<[!@#/a-zA-Z]|\{\{|```", re.I)
+
+# --- prose quality -----------------------------------------------------------------------------
+# Box drawing (SQL/CLI result tables) and shell or REPL prompts are never prose.
+_TABLE_OR_PROMPT = re.compile(r"[│┃┆─━┼═╔╗╚╝║]|^\s*(?:\$|>>>|In \[\d+\]:|#include\b)")
+# A token that reads as code: an assignment, call, index, path, snake_case or markup.
+_CODE_TOKEN = re.compile(
+    r"[=<>{}\[\]\\|`]|\w\(|;\S|::|->|=>|\w_\w|^--?\w|^\.{1,2}/|/\w+/|\w\.\w+\(",
+)
+# Function words: prose has them, lists of names and identifiers hardly do.
+_FUNCTION_WORDS_TEXT = """
+    a an the of to in on at by for from with without into onto over under about as and or but
+    nor not no is are was were be been being has have had do does did can could will would
+    shall should may might must it its this that these those there here which who whom whose
+    what when where why how than then so if we our you your they their he his she her i my me
+    us them also just only all any some each both such more most very one two
+    le la les un une des du de et est sont ou pour dans sur par pas au aux avec ce cette ces qui
+    que il elle ils elles nous vous se sa son ses leur en ne plus
+    der die das den dem des ein eine einen einem einer und oder ist sind war wird werden mit von
+    zu zum zur im am auf für nicht sich es er sie wir ihr auch als wie bei nach aus
+    """
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One sentence-like piece of a text."""
+
+    text: str
+    listed: bool = False  # came after a list bullet: a list item, table cell or line
+    code: bool = False  # a fenced code block
 
 
 def normalize_space(text: str) -> str:
@@ -85,6 +118,13 @@ def normalize_space(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def fence_code(text: str) -> str:
+    """How retrieval marks a code block inside a snippet (kept whole by the splitter)."""
+    body = text.replace(CODE_FENCE, "'''")  # a fence inside the code must not close it early
+    return f"{CODE_FENCE}\n{body}\n{CODE_FENCE}"
+
+
+# --- splitting ---------------------------------------------------------------------------------
 def _ends_with_abbreviation(chunk: str) -> bool:
     m = _WORD_BEFORE_DOT.search(chunk)
     if not m:
@@ -96,35 +136,189 @@ def _ends_with_abbreviation(chunk: str) -> bool:
     return len(word.rsplit(".", 1)[-1]) == 1 and word[-1:].isalpha()
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences, keeping each sentence's own punctuation.
+def _day_before_month(piece: str, rest: str) -> bool:
+    """``am 3. Mai``: a day number with a period before a month name is not a sentence end."""
+    if not _DAY_BEFORE_DOT.search(piece):
+        return False
+    m = _NEXT_WORD.match(rest)
+    return m is not None and m.group(1).lower() in _MONTHS
 
-    Blank lines always separate sentences. Abbreviations (``Dr.``, ``e.g.``) and initials
-    (``J. R. R. Tolkien``) do not end a sentence. Returns stripped, non-empty sentences.
-    """
+
+def _quote_pairs(text: str) -> list[tuple[str, str]]:
+    return [_GERMAN_QUOTES] if "„" in text else list(_QUOTES)
+
+
+def quotes_balanced(text: str) -> bool:
+    """Every curly or angle quotation opened in ``text`` is closed in it."""
+    return all(text.count(a) == text.count(b) for a, b in _quote_pairs(text))
+
+
+def _inside_quotation(block: str, start: int, end: int) -> bool:
+    """Whether ``block[start:end]`` leaves a quotation open that closes soon after ``end``."""
+    piece = block[start:end]
+    for opening, closing in _quote_pairs(block):
+        if piece.count(opening) > piece.count(closing):
+            return closing in block[end : end + _QUOTE_REACH]
+    return False
+
+
+def _sentences(segment: str) -> list[str]:
     out: list[str] = []
-    for block in re.split(r"\n\s*\n", text):
-        block = normalize_space(block)
-        start = 0
-        for m in _BOUNDARY.finditer(block):
-            end = m.end()
-            piece = block[start:end]
-            if piece.rstrip().endswith(".") and _ends_with_abbreviation(piece.rstrip()):
-                continue
-            if piece.strip():
-                out.append(piece.strip())
-            start = end
-        if block[start:].strip():
-            out.append(block[start:].strip())
+    start = 0
+    for m in _BOUNDARY.finditer(segment):
+        end = m.end()
+        piece = segment[start:end].rstrip()
+        if piece.endswith(".") and (
+            _ends_with_abbreviation(piece) or _day_before_month(piece, segment[end:])
+        ):
+            continue
+        if _inside_quotation(segment, start, end):
+            continue
+        if piece.strip():
+            out.append(piece.strip())
+        start = end
+    if segment[start:].strip():
+        out.append(segment[start:].strip())
     return out
 
 
+def split_units(text: str) -> list[Unit]:
+    """Sentence-like units of ``text`` in order (see the module docstring)."""
+    units: list[Unit] = []
+    position = 0
+    for fenced in [*_FENCED.finditer(text), None]:
+        prose = text[position : fenced.start() if fenced else len(text)]
+        for block in re.split(r"\n\s*\n", prose):
+            block = normalize_space(block)
+            if not block:
+                continue
+            start, listed = 0, False
+            for m in [*_SEPARATOR.finditer(block), None]:
+                end = m.start() if m else len(block)
+                units += [Unit(s, listed=listed) for s in _sentences(block[start:end].strip())]
+                if m is not None:
+                    start, listed = m.end(), m.group(1) == LIST_BULLET
+        if fenced is None:
+            break
+        units.append(Unit(fenced.group(0).strip(), code=True))
+        position = fenced.end()
+    return units
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences, keeping each sentence's own punctuation.
+
+    Blank lines, list bullets and pilcrows always separate sentences; a fenced code block is one
+    piece.
+    Abbreviations (``Dr.``, ``e.g.``) and initials (``J. R. R. Tolkien``) do not end a
+    sentence. Returns stripped, non-empty sentences.
+    """
+    return [u.text for u in split_units(text)]
+
+
+# --- prose quality -----------------------------------------------------------------------------
+def cjk_chars(text: str) -> int:
+    return len(_CJK.findall(text))
+
+
+def word_count(text: str) -> int:
+    """Words of Latin-script text, plus one word per two CJK characters."""
+    cjk = cjk_chars(text)
+    latin = len(_CJK_RUN.sub(" ", text).split())
+    return latin + (cjk + 1) // 2
+
+
+def ends_sentence(text: str) -> bool:
+    return bool(_ENDS_SENTENCE.search(text.strip()))
+
+
+def is_prose(sentence: str) -> bool:
+    """Reads as a sentence of prose: not code, a table row, a list of names or a run-on."""
+    if CODE_FENCE in sentence or _TABLE_OR_PROMPT.search(sentence):
+        return False
+    if word_count(sentence) > MAX_SENTENCE_WORDS:
+        return False
+    latin = _CJK_RUN.sub(" ", sentence).split()
+    if cjk_chars(sentence) >= max(8, len(latin)):  # mostly CJK: only the code test applies
+        return sum(1 for t in latin if _CODE_TOKEN.search(t)) <= 2
+    if not latin:
+        return False
+    if sum(1 for t in latin if _CODE_TOKEN.search(t)) / len(latin) > 0.15:
+        return False
+    words = [t.strip("\"'“”‘’()[],.;:!?«»").lower() for t in latin]
+    lettered = sum(1 for w in words if _LETTERS.search(w))  # math and symbol runs have few
+    function = sum(1 for w in words if w in _FUNCTION_WORDS)
+    return len(latin) < 6 or (function / len(latin) >= 0.1 and lettered / len(latin) >= 0.5)
+
+
 def is_substantive(sentence: str, min_words: int = 6, min_cjk_chars: int = 12) -> bool:
-    """A sentence that carries content: enough words, or enough CJK characters."""
-    if len(_CJK.findall(sentence)) >= min_cjk_chars:
-        return True
-    return len(sentence.split()) >= min_words
+    """A sentence that carries content: prose with enough words, or enough CJK characters."""
+    big_enough = cjk_chars(sentence) >= min_cjk_chars or len(sentence.split()) >= min_words
+    return big_enough and is_prose(sentence)
+
+
+def is_citable(unit: Unit | str) -> bool:
+    """What a reply may quote as a sentence: substantive prose that ends like a sentence,
+    without URLs, markup or code, and without a quotation left open (a quote running over
+    several sentences: cut out, it is not a sentence, and it would glue itself to the next
+    sentence of a summary)."""
+    if isinstance(unit, Unit):
+        if unit.code:
+            return False
+        unit = unit.text
+    return (
+        is_substantive(unit)
+        and ends_sentence(unit)
+        and quotes_balanced(unit)
+        and not _URL_OR_MARKUP.search(unit)
+    )
 
 
 def count_substantive_sentences(text: str) -> int:
-    return sum(1 for s in split_sentences(text) if is_substantive(s))
+    return sum(1 for u in split_units(text) if not u.code and is_substantive(u.text))
+
+
+# --- content words and repetition ---------------------------------------------------------------
+_STOPWORDS_TEXT = """
+    about after again against all also and any are based been before being between both but can
+    could did does doing done during each for from had has have her here his how into its just
+    many may might more most much must new one only onto other our out over per shall should some
+    such than that the their them then there these they this those three two under until upon use
+    used using very via was were what when where which while who why will with would you your
+    yours
+    """
+_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+def content_tokens(text: str) -> list[str]:
+    """Latin-script words (3+ letters, no stopwords) and CJK character bigrams, lower case."""
+    low = text.lower()
+    out = [w for w in _WORD.findall(_CJK_RUN.sub(" ", low)) if w not in _STOPWORDS]
+    for run in _CJK_RUN.findall(low):
+        out += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+    return out
+
+
+def similarity(a: AbstractSet[str], b: AbstractSet[str]) -> float:
+    """Jaccard similarity of two token sets (0 when both are empty)."""
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def citable_sentences(texts: Iterable[str]) -> list[str]:
+    """The distinct citable sentences of ``texts`` in order; a sentence that repeats an earlier
+    one (same words, or near-duplicate content words) is dropped."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    token_sets: list[set[str]] = []
+    for text in texts:
+        for unit in split_units(text):
+            key = unit.text.lower()
+            if key in seen or not is_citable(unit):
+                continue
+            own = set(content_tokens(unit.text))
+            if any(similarity(own, other) >= NEAR_DUPLICATE for other in token_sets):
+                continue
+            seen.add(key)
+            token_sets.append(own)
+            kept.append(unit.text)
+    return kept
