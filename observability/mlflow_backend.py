@@ -36,7 +36,7 @@ from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACE
 
 log = logging.getLogger("observability")
 
-BEGIN_WAIT_SECONDS = 0.01
+BEGIN_WAIT_SECONDS = 0.005
 SLOW_HOOK_SECONDS = 0.010
 
 
@@ -102,11 +102,14 @@ def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
         record = BeginRecord(run_key=run_key, job=job, started_at=started, tags=tags)
         up = rt.health.available()
         if up:
+            writer = rt.writer()
+            worth_waiting = writer.idle()  # behind a backlog the id cannot come within the wait
             future: Future[str] = Future()
-            rt.writer().submit(record, future)
+            writer.submit(record, future)
             # past the wait, the writer stores the id in the ledger when it has it
             with contextlib.suppress(FutureTimeout):
-                headers[HEADER_PARENT_RUN_ID] = future.result(timeout=BEGIN_WAIT_SECONDS) or ""
+                if worth_waiting:
+                    headers[HEADER_PARENT_RUN_ID] = future.result(BEGIN_WAIT_SECONDS) or ""
 
         def ledger_writes(pipe: Any) -> None:
             ledger.queue_start(pipe, run_key, job.job_id, started)

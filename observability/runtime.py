@@ -36,6 +36,8 @@ def configure_environment(settings: Settings) -> None:
     )
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0"
     os.environ["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
+    # span export threads (default 10) compete with the job's thread for the GIL and the server
+    os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "2")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.pop("MLFLOW_RUN_ID", None)  # would override the parent of every nested run

@@ -212,6 +212,10 @@ class BackgroundWriter:
     def start(self) -> None:
         self._ensure_thread()
 
+    def idle(self) -> bool:
+        """Nothing queued or being written: a record submitted now is written next."""
+        return self._queue.unfinished_tasks == 0
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
             with self._lock:

@@ -190,3 +190,93 @@ def test_tracking_off_records_nothing_and_returns_the_job_header(monkeypatch) ->
 
     assert get_runtime()._writer is None  # no writer thread, no MLflow client was made
     reset_runtime()
+
+
+class HangingServer:
+    """Accepts connections and never answers: an MLflow server that hangs."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
+    redis_server: RedisServer, tmp_path, monkeypatch, caplog
+) -> None:
+    """No worker_init probe first: the process believes MLflow is up, so the first writes block
+    (on the background thread) until the 3 s timeout; jobs must not notice."""
+    from observability import overhead_seconds
+    from observability.mlflow_backend import flush
+    from observability.outbox import pending
+    from observability.runtime import get_runtime, reset_runtime
+    from tests.support import obs_jobs
+
+    hang = HangingServer()
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushdb()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hang.port}")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("TS_TEST_LITELLM", raising=False)
+    reset_runtime()
+    from observability import _warm_up
+
+    _warm_up(get_runtime())  # what worker_init does, minus its start-up probe
+    costs = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="observability"):
+            for i in range(8):
+                job = obs_jobs.make_job(f"hang{i}", "https://arxiv.org/abs/1")
+                before = overhead_seconds()
+                from observability import hooks
+
+                headers = hooks.begin_job(job)
+                carry: dict = {}
+                for stage in ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post"):
+                    carry = obs_jobs.run_stage(stage, job.model_dump(mode="json"), headers, carry)
+                assert carry["posted_at"] > 0
+                costs.append(overhead_seconds() - before)
+                if i == 3:  # let the first write time out: the rest of the jobs run "down"
+                    deadline = time.monotonic() + 10
+                    while get_runtime().health.available() and time.monotonic() < deadline:
+                        time.sleep(0.1)
+            assert flush(20.0)
+        assert max(costs) < 0.050, costs
+        assert pending() == 8 * 7  # begin + 5 stages + end per job, all kept
+        disabled = [r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]
+        assert len(disabled) == 1
+    finally:
+        reset_runtime()
+        hang.close()
+
+
+def test_importing_the_hooks_loads_neither_mlflow_nor_litellm() -> None:
+    """The ingest process may import observability (hooks, budget, worker_init) and stays lean."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, observability, observability.hooks, observability.budget\n"
+        "print(sorted(m for m in ('mlflow', 'litellm', 'opentelemetry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
