@@ -74,6 +74,10 @@ class Block:
 
     text: str
     heading: bool = False
+    # The element that started the paragraph ("p", "li", "td", "pre", "figcaption"...), or "br"
+    # for a line of a paragraph broken by <br>s: lets retrieval keep list items, cells, lines
+    # and code apart from running prose. "" when the text precedes every block element.
+    tag: str = ""
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -331,6 +335,7 @@ class _Reading:
                     doomed.append(node)
         index_of = {node.mem_id: i for i, (node, _kind) in enumerate(breaks)}
         kinds = [kind for _node, kind in breaks]
+        tags = [node.tag or "" for node, _kind in breaks]
         link_sizes = [0.0] * len(kinds)
         root_ids = {root.mem_id for root in roots}
         for index, (node, _kind) in enumerate(breaks):
@@ -376,8 +381,23 @@ class _Reading:
                     continue  # a link list, a link-only block
                 if kind == _LAYOUT and len(text) < 25:
                     continue  # a label between blocks ("Advertisement", "Share")
-            out.append(Block(text=text, heading=kind == _HEADING))
+            out.append(Block(text=text, heading=kind == _HEADING, tag=_tag(tags, pieces, i)))
         return out
+
+
+def _tag(tags: list[str], pieces: list[str], i: int) -> str:
+    """The tag of the block that the text ``pieces[i]`` belongs to, or "br" when a <br> marker
+    is adjacent to it (only whitespace between): a line of a paragraph broken by <br>s."""
+    for step in (-2, 2):
+        j = i + step // 2  # the marker right before (after) the text
+        while 0 < j < len(pieces):
+            if pieces[j] and tags[int(pieces[j])] == "br":
+                return "br"
+            between = j + step // 2  # the text beyond that marker
+            if not 0 <= between < len(pieces) or pieces[between].strip():
+                break
+            j += step
+    return tags[int(pieces[i - 1])] if i and pieces[i - 1] else ""
 
 
 def read_main_text(tree: LexborHTMLParser, flags: int) -> list[Block]:

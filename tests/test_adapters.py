@@ -15,6 +15,8 @@ from pipeline.adapters import (
     fetch_evidence,
     fetch_text_for_tool,
 )
+from pipeline.adapters.base import METADATA_SECTION, content_snippets
+from pipeline.adapters.metadata import arxiv_sentences
 from pipeline.errors import (
     SourceUnavailableError,
     UnsupportedContentError,
@@ -24,6 +26,7 @@ from pipeline.errors import (
 from pipeline.fetch import SafeFetcher
 from pipeline.models import Coverage, ReadKind
 from pipeline.settings import Settings
+from pipeline.text import split_units
 from services.recorded_web import DEFAULT_DATA_DIR
 from tests.support.web import INJECTION_HIDDEN, local_web_fixture  # noqa: F401 - fixture
 
@@ -68,10 +71,16 @@ def test_arxiv_abstract_and_metadata_from_the_export_api(env, url, record):
     assert source.metadata["categories"] == paper["categories"]
     assert source.metadata["primary_category"] == paper["categories"][0]
     assert source.metadata["pdf_url"].endswith(f"/pdf/{paper['id']}")
-    assert " ".join(evidence.text().split()) == " ".join(paper["abstract"].split())
+    abstract = " ".join(s.text for s in content_snippets(evidence.snippets))
+    assert " ".join(abstract.split()) == " ".join(paper["abstract"].split())
     assert (evidence.read, evidence.coverage) == (ReadKind.abstract, Coverage.partial)
     assert evidence.coverage_reason == "abstract only"
     _snippet_ids_are_sequential(evidence)
+    # the record's fields follow as citable sentences, rendered from the fields only
+    meta = evidence.snippets[-1]
+    assert meta.section == METADATA_SECTION and meta.text == " ".join(arxiv_sentences(source))
+    assert f"“{paper['title']}” was posted to arXiv by {paper['authors'][0]}" in meta.text
+    assert f"primary arXiv category is {paper['categories'][0]}" in meta.text
 
 
 def test_arxiv_unknown_paper_is_unavailable(env):
@@ -97,9 +106,18 @@ def test_github_markdown_readme_to_sections(env):
     assert {"Features", "Installation"} <= sections
     text = evidence.text()
     assert "HTTPX is a fully featured HTTP client library for Python 3" in text
-    for markup in ("![", "](http", "<img", "<p align", "img.shields.io", "```"):
+    for markup in ("![", "](http", "<img", "<p align", "img.shields.io"):
         assert markup not in text
-    assert "pip install httpx" in text  # short code blocks are kept
+    units = [u for s in evidence.snippets for u in split_units(s.text)]
+    code = [u.text for u in units if u.code]
+    assert "```\n$ pip install httpx\n```" in code  # short code blocks are kept, fenced
+    assert not any("```" in u.text for u in units if not u.code)
+    features = [u.text for u in units if u.listed]
+    assert "HTTP/1.1 and HTTP/2 support." in features  # list items stay items
+    assert evidence.snippets[-1].text == (
+        "The repository encode/httpx is released under the BSD-3-Clause licence. "
+        "The default branch of encode/httpx is master."
+    )
     _snippet_ids_are_sequential(evidence)
 
 
@@ -114,6 +132,10 @@ def test_github_restructuredtext_readme(env):
     for markup in ("|build-status|", ".. image::", "`_", ":target:", "celery-banner-small.png"):
         assert markup not in text
     assert evidence.coverage == Coverage.full
+    assert "Sponsors" not in {s.section for s in evidence.snippets}  # advertising left out
+    assert "Python 2.6: Celery series 3.1 or earlier." in {
+        u.text for s in evidence.snippets for u in split_units(s.text) if u.listed
+    }
 
 
 def test_github_short_readme_is_partial(env):
@@ -134,6 +156,7 @@ def test_github_token_is_sent_and_never_logged(env, caplog):
     assert secret not in caplog.text
     assert (evidence.read, evidence.coverage) == (ReadKind.metadata_only, Coverage.metadata_only)
     assert evidence.snippets[0].section == "About"
+    assert "describes itself as “Authorization seen: Bearer" in evidence.snippets[0].text
 
 
 def test_github_readme_answered_as_json_is_decoded_and_named(env):
@@ -182,6 +205,17 @@ def test_web_page_full_coverage_and_caps_make_it_partial(env):
     assert capped.truncated and capped.coverage == Coverage.partial
     assert capped.char_count <= 1500 + 2
     assert capped.coverage_reason.startswith("truncated")
+
+
+def test_changelog_lines_are_list_items_not_run_on_sentences(env):
+    settings, fetcher, server = env
+    evidence = fetch_evidence(server.page_url("tumblr"), settings, fetcher)
+    units = [u for s in evidence.snippets for u in split_units(s.text)]
+    assert "Added Slime Block" in [u.text for u in units if u.listed]
+    assert all(u.text.count("Added") <= 1 for u in units)  # one change per unit
+    assert evidence.snippets[-1].text.startswith(
+        "The page “Minecraft 1.8 - The Bountiful Update” was published on"
+    )
 
 
 def test_chinese_page_yields_chinese_text_and_language_zh(env):

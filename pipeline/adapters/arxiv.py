@@ -1,6 +1,8 @@
 """arXiv links (abs/pdf/html, old and new identifiers) read through the export API (Atom).
 
-Only the abstract is read, so coverage is always ``partial`` ("abstract only").
+Only the abstract is read, so coverage is always ``partial`` ("abstract only"). The record's
+fields (title, authors, dates, categories, comment, journal reference) follow the abstract as
+plain sentences (``pipeline.adapters.metadata``), so facts can cite them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - DTDs are refused before parsi
 from urllib.parse import quote
 
 from pipeline.adapters.base import Passage, build_snippets, make_evidence
+from pipeline.adapters.metadata import arxiv_sentences, metadata_text
 from pipeline.errors import SourceUnavailableError, UnsupportedContentError
 from pipeline.fetch import SafeFetcher
 from pipeline.links import arxiv_id_from_url
@@ -85,15 +88,17 @@ class ArxivAdapter:
         )
         abstract = _text(entry, "atom:summary")
         snippets, truncated = build_snippets(
-            [Passage(abstract, "Abstract")] if abstract else [], self.settings
+            [Passage(abstract, "Abstract")] if abstract else [],
+            self.settings,
+            metadata=metadata_text(arxiv_sentences(source)),
         )
         return make_evidence(
             url,
             self.name,
             source,
             snippets,
-            read=ReadKind.abstract if snippets else ReadKind.metadata_only,
-            coverage=Coverage.partial if snippets else Coverage.metadata_only,
-            reason="abstract only" if snippets else "no abstract in the arXiv record",
+            read=ReadKind.abstract if abstract else ReadKind.metadata_only,
+            coverage=Coverage.partial if abstract else Coverage.metadata_only,
+            reason="abstract only" if abstract else "no abstract in the arXiv record",
             truncated=truncated,
         )

@@ -1,6 +1,9 @@
 """GitHub repository links (``/o/r``, ``/o/r/tree/...``, ``/o/r/blob/...``) via the REST API.
 
-``GET {GITHUB_API_URL}/repos/{o}/{r}`` for the facts, ``GET .../readme`` (raw) for the text.
+``GET {GITHUB_API_URL}/repos/{o}/{r}`` for the facts, ``GET .../readme`` (raw) for the text. The
+description comes first (as a sentence, GitHub's "About"), the README next, and the other facts
+(language, licence, topics, default branch, last push) last as plain sentences
+(``pipeline.adapters.metadata``).
 ``GITHUB_TOKEN``, when set, goes in the Authorization header only (never logged; the fetcher
 drops it on a redirect to another origin). Errors: 404 -> SourceUnavailableError, 403 with
 rate-limit headers or 429 -> UpstreamRateLimited, 5xx -> UpstreamServerError.
@@ -15,9 +18,11 @@ from pipeline.adapters.base import (
     FULL_MIN_SENTENCES,
     Passage,
     build_snippets,
+    content_snippets,
     judge_coverage,
     make_evidence,
 )
+from pipeline.adapters.metadata import github_description, github_sentences, metadata_text
 from pipeline.adapters.readme import readme_passages
 from pipeline.errors import UnsupportedContentError
 from pipeline.extract_meta import script_language
@@ -109,10 +114,14 @@ class GitHubAdapter:
             metadata={k: v for k, v in metadata.items() if v not in (None, [], "")},
         )
         description = data.get("description")
-        about = [Passage(description, "About")] if description else []
+        about = (
+            [Passage(github_description(full_name, description), "About")] if description else []
+        )
         passages = about + (readme_passages(readme, readme_name) if readme else [])
-        snippets, truncated = build_snippets(passages, self.settings)
-        if readme and len(snippets) > len(about):
+        snippets, truncated = build_snippets(
+            passages, self.settings, metadata=metadata_text(github_sentences(source))
+        )
+        if readme and len(content_snippets(snippets)) > len(about):
             coverage, reason = judge_coverage(snippets, truncated)
             if coverage is Coverage.partial and not truncated:
                 reason = f"short README (fewer than {FULL_MIN_SENTENCES} sentences of substance)"

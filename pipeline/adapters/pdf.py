@@ -12,7 +12,14 @@ import re
 
 from pypdf import PdfReader
 
-from pipeline.adapters.base import Passage, build_snippets, judge_coverage, make_evidence
+from pipeline.adapters.base import (
+    Passage,
+    build_snippets,
+    content_snippets,
+    judge_coverage,
+    make_evidence,
+)
+from pipeline.adapters.metadata import metadata_text, page_sentences
 from pipeline.errors import UnsupportedContentError
 from pipeline.extract_meta import script_language
 from pipeline.fetch import FetchResponse, SafeFetcher
@@ -89,12 +96,14 @@ class PdfAdapter:
             kind="pdf",
             metadata={"pages": total_pages, "pages_read": read_pages},
         )
-        snippets, capped = build_snippets(passages, s)
+        snippets, capped = build_snippets(
+            passages, s, metadata=metadata_text(page_sentences(source))
+        )
         truncated = capped or read_pages < total_pages or response.truncated
         detail = (
             f"{read_pages} of {total_pages} pages read"
             if read_pages < total_pages
-            else f"first {sum(len(x.text) for x in snippets)} characters kept"
+            else f"first {sum(len(x.text) for x in content_snippets(snippets))} characters kept"
         )
         coverage, reason = judge_coverage(snippets, truncated, truncation=detail)
         return make_evidence(

@@ -2,8 +2,12 @@
 
 What a reader of the rendered README would take in: headings become each passage's section;
 badges, images, raw HTML tags, link targets, reference definitions and directive options are
-dropped; list items, table rows and paragraphs become passages; code blocks are kept short (the
-first ``CODE_MAX_LINES`` lines) because an install line is evidence but a long listing is not.
+dropped; paragraphs become prose passages, list items, field lists and table rows become item
+passages (never run into the next one as a sentence), code blocks are kept short (the first
+``CODE_MAX_LINES`` lines) because an install line is evidence but a long listing is not. A short
+list item with a paragraph indented under it (``- **Fast**`` then the text) reads as one
+``Term: text`` paragraph. Sponsor, backer and donation parts (a heading and everything under it)
+are advertising, not the project, and are left out.
 The format is sniffed from the text, since GitHub's raw README answer carries no file name.
 """
 
@@ -12,9 +16,11 @@ from __future__ import annotations
 import html
 import re
 
-from pipeline.adapters.base import Passage
+from pipeline.adapters.base import ITEM, PROSE, Passage
+from pipeline.text import ends_sentence
 
 CODE_MAX_LINES = 8
+TERM_MAX_WORDS = 6
 
 # --- Markdown --------------------------------------------------------------------------------
 _MD_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)")
@@ -67,27 +73,82 @@ def _code(lines: list[str], section: str | None) -> Passage | None:
     return Passage("\n".join(ln[indent:] for ln in shown), section, preformatted=True)
 
 
+# Parts of a README that advertise sponsors or ask for money: not what the project is or does.
+_SPONSOR_HEADING = re.compile(
+    r"^\W*(?:(?:our|gold|silver|bronze|platinum|keystone|corporate|financial)\s+)?"
+    r"(?:sponsors?|sponsorship|sponsored by|donations?|donate|backers?|funding|supporters)\W*$",
+    re.IGNORECASE,
+)
+
+
+class _Outline:
+    """The current heading, and whether it lies in a sponsors part (skipped up to the next
+    heading of the same or a higher level)."""
+
+    def __init__(self) -> None:
+        self.section: str | None = None
+        self.skip_level: int | None = None
+
+    def enter(self, name: str, level: int) -> None:
+        if self.skip_level is not None and level <= self.skip_level:
+            self.skip_level = None
+        if self.skip_level is None and _SPONSOR_HEADING.match(name):
+            self.skip_level = level
+        self.section = name or self.section
+
+    @property
+    def skipping(self) -> bool:
+        return self.skip_level is not None
+
+
+def _is_term(text: str) -> bool:
+    """A list item that names what the indented paragraph under it describes (``- **Fast**``)."""
+    return len(text.split()) <= TERM_MAX_WORDS and not ends_sentence(text)
+
+
+def _add_paragraph(
+    out: list[Passage], text: str, section: str | None, kind: str, under_term: bool
+) -> None:
+    """Append a paragraph; the first paragraph indented under a term item joins it as
+    ``Term: paragraph`` (a definition reads as one sentence, not as a label and a sentence)."""
+    if kind == PROSE and under_term:
+        out[-1] = Passage(f"{out[-1].text}: {text}", section)
+    else:
+        out.append(Passage(text, section, kind=kind))
+
+
 def markdown_passages(text: str) -> list[Passage]:
     out: list[Passage] = []
-    section: str | None = None
+    outline = _Outline()
     para: list[str] = []
+    kind = PROSE  # of the paragraph being collected: an item when it started with a marker
+    indent = 0  # of the paragraph's first line (of the marker, for an item)
+    term: tuple[int, int] | None = None  # (index in out, marker indent) of a term item
     fence: str | None = None
     code: list[str] = []
 
     def flush() -> None:
+        nonlocal kind, term
         if para:
             joined = _md_inline(" ".join(para))
-            if joined:
-                out.append(Passage(joined, section))
+            if joined and not outline.skipping:
+                under = term is not None and term == (len(out) - 1, term[1]) and indent > term[1]
+                _add_paragraph(out, joined, outline.section, kind, under)
+                term = (len(out) - 1, indent) if kind == ITEM and _is_term(joined) else None
             para.clear()
+        kind = PROSE
+
+    def emit(passage: Passage | None) -> None:
+        if passage is not None and not outline.skipping:
+            out.append(passage)
 
     text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
-    for line in text.splitlines():
+    for raw in text.splitlines():
+        line = raw
         if fence is not None:
             if line.strip().startswith(fence):
                 fence = None
-                if passage := _code(code, section):
-                    out.append(passage)
+                emit(_code(code, outline.section))
                 code = []
             else:
                 code.append(line)
@@ -99,10 +160,11 @@ def markdown_passages(text: str) -> list[Passage]:
         heading = _MD_ATX.match(line) or _MD_HTML_HEADING.match(line)
         if heading:
             flush()
-            section = _md_inline(heading.group(2)) or section
+            level = int(heading.group(1)) if heading.group(1).isdigit() else len(heading.group(1))
+            outline.enter(_md_inline(heading.group(2)), level)
             continue
-        if len(para) == 1 and _MD_SETEXT.match(line) and para[0].strip():
-            section = _md_inline(para[0]) or section
+        if len(para) == 1 and (setext := _MD_SETEXT.match(line)) and para[0].strip():
+            outline.enter(_md_inline(para[0]), 1 if setext.group(1)[0] == "=" else 2)
             para.clear()
             continue
         if not line.strip() or _MD_RULE.match(line) or _MD_REF_DEF.match(line):
@@ -114,20 +176,22 @@ def markdown_passages(text: str) -> list[Passage]:
                 cells = [_md_inline(c) for c in line.strip().strip("|").split("|")]
                 row = " — ".join(c for c in cells if c)
                 if row:
-                    out.append(Passage(row, section))
+                    emit(Passage(row, outline.section, kind=ITEM))
             continue
         if m := _MD_ITEM.match(line):
             flush()
-            line = m.group(1)
+            line, kind = m.group(1), ITEM
         elif m := _MD_QUOTE.match(line):
             line = _MD_ALERT.sub(lambda a: a.group(1).capitalize() + ": ", m.group(1))
         if not _md_inline(line):  # a line of tags only (<p align=center>, badges)
             flush()
             continue
+        if not para:
+            indent = len(raw) - len(raw.lstrip())
         para.append(line.strip())
     flush()
-    if fence is not None and (passage := _code(code, section)):
-        out.append(passage)
+    if fence is not None:
+        emit(_code(code, outline.section))
     return out
 
 
@@ -172,19 +236,36 @@ def _indented_block(lines: list[str], start: int, indent: int = 0) -> int:
 def rst_passages(text: str) -> list[Passage]:
     lines = text.splitlines()
     out: list[Passage] = []
-    section: str | None = None
+    outline = _Outline()
+    styles: list[tuple[bool, str]] = []  # title adornments in order of first use: the levels
     para: list[str] = []
+    kind = PROSE  # of the paragraph being collected: an item for list items, fields, rows
+    indent = 0  # of the paragraph's first line (of the marker, for an item)
+    term: tuple[int, int] | None = None  # (index in out, marker indent) of a term item
     literal_next = False  # the paragraph ended with "::": an indented literal block follows
 
     def flush() -> None:
-        nonlocal literal_next
+        nonlocal literal_next, kind, term
         if para:
             joined = " ".join(para)
             literal_next = joined.endswith("::")
             joined = joined[:-1] if literal_next else joined
-            if joined := _rst_inline(joined.removesuffix(" :")):
-                out.append(Passage(joined, section))
+            joined = _rst_inline(joined.removesuffix(" :"))
+            if joined and not outline.skipping:
+                under = term is not None and term == (len(out) - 1, term[1]) and indent > term[1]
+                _add_paragraph(out, joined, outline.section, kind, under)
+                term = (len(out) - 1, indent) if kind == ITEM and _is_term(joined) else None
             para.clear()
+        kind = PROSE
+
+    def emit(passage: Passage | None) -> None:
+        if passage is not None and not outline.skipping:
+            out.append(passage)
+
+    def title(name: str, style: tuple[bool, str]) -> None:
+        if style not in styles:
+            styles.append(style)
+        outline.enter(_rst_inline(name), styles.index(style) + 1)
 
     i = 0
     while i < len(lines):
@@ -193,7 +274,8 @@ def rst_passages(text: str) -> list[Passage]:
         after = lines[i + 2] if i + 2 < len(lines) else ""
         if _RST_ADORN.match(line) and nxt.strip() and _RST_ADORN.match(after):
             flush()  # overlined title
-            section, i = _rst_inline(nxt) or section, i + 3
+            title(nxt, (True, line.strip()[0]))
+            i += 3
             continue
         if (
             not para
@@ -203,15 +285,15 @@ def rst_passages(text: str) -> list[Passage]:
             and len(nxt.rstrip()) >= len(line.rstrip()) - 2
         ):
             flush()  # underlined title
-            section, i = _rst_inline(line) or section, i + 2
+            title(line, (False, nxt.strip()[0]))
+            i += 2
             continue
         if line.lstrip().startswith(".."):
             flush()
             end = _indented_block(lines, i + 1, _indent(line))
             if _RST_CODE.match(line.lstrip()):
                 body = [ln for ln in lines[i + 1 : end] if not ln.strip().startswith(":")]
-                if passage := _code(body, section):
-                    out.append(passage)
+                emit(_code(body, outline.section))
             i = end  # images, substitutions, targets, comments and their options: dropped
             continue
         if not line.strip():
@@ -221,8 +303,7 @@ def rst_passages(text: str) -> list[Passage]:
                 i += 1
             if literal_next and i < len(lines) and lines[i][:1] in {" ", "\t"}:
                 end = _indented_block(lines, i)
-                if passage := _code(lines[i:end], section):
-                    out.append(passage)
+                emit(_code(lines[i:end], outline.section))
                 i, literal_next = end, False
             continue
         if _RST_TABLE_BORDER.match(line) or not _rst_inline(line):
@@ -231,12 +312,15 @@ def rst_passages(text: str) -> list[Passage]:
             continue
         if m := _RST_ITEM.match(line):
             flush()
-            line = m.group(1)
+            line, kind = m.group(1), ITEM
         elif m := _RST_FIELD.match(line):
             flush()
-            line = f"{m.group(1)}: {m.group(2)}"
+            line, kind = f"{m.group(1)}: {m.group(2)}", ITEM
         elif line.lstrip().startswith("|") and line.rstrip().endswith("|"):
-            line = " ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
+            line = " — ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
+            kind = ITEM
+        if not para:
+            indent = _indent(lines[i])
         para.append(line.strip())
         i += 1
     flush()
