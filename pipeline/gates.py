@@ -6,7 +6,9 @@ must have 10-15 because the full text was read"). ``review_and_repair`` re-runs 
 with those details and reports ``repaired=True``. Both are pure: the Celery ``quality_gates``
 task calls ``review_and_repair`` with a ``rerun_stage_b`` that enqueues nothing.
 
-Thresholds come from settings (``GATE_*``, ``SLACK_MAX_*``).
+Thresholds come from settings (``GATE_*``, ``SLACK_MAX_*``). The summary's minimum is the
+configured one or the number of citable sentences in the evidence, whichever is lower
+(``summary_range``): thin evidence (a one-sentence abstract) gets a short summary, not padding.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 from pipeline.models import Commentary, Coverage, Evidence, Facts, GateReport, GateResult, Job
 from pipeline.sanitize import allowed_url_keys, find_mentions, find_urls, url_key
 from pipeline.settings import Settings
-from pipeline.text import split_sentences
+from pipeline.text import citable_sentences, split_sentences
 
 GENERAL_THEME = "General"
 # "**Theme** — text": em dash as asked of the model; an en dash or spaced hyphen is accepted.
@@ -59,10 +61,24 @@ def commentary_texts(commentary: Commentary) -> list[str]:
     return texts
 
 
-def summary_range(evidence: Evidence, settings: Settings) -> tuple[int, int]:
+def configured_summary_range(evidence: Evidence, settings: Settings) -> tuple[int, int]:
     if evidence.coverage == Coverage.full:
         return settings.gate_summary_full_min, settings.gate_summary_full_max
     return settings.gate_summary_partial_min, settings.gate_summary_partial_max
+
+
+def citable_sentence_count(evidence: Evidence) -> int:
+    """Distinct sentences of substance in the evidence that a summary could state."""
+    return len(citable_sentences(s.text for s in evidence.snippets))
+
+
+def summary_range(evidence: Evidence, settings: Settings) -> tuple[int, int]:
+    """The summary's sentence range: the configured one for what was read, with the minimum
+    lowered to the number of citable sentences the evidence holds (at least 1): a summary
+    padded beyond its evidence is worse than a short one. The maximum is kept."""
+    low, high = configured_summary_range(evidence, settings)
+    low = max(1, min(low, citable_sentence_count(evidence)))
+    return low, max(low, high)
 
 
 def _what_was_read(evidence: Evidence) -> str:
@@ -106,12 +122,19 @@ def _gate_summary(
     commentary: Commentary, evidence: Evidence, settings: Settings
 ) -> tuple[bool, str]:
     low, high = summary_range(evidence, settings)
+    configured_low = configured_summary_range(evidence, settings)[0]
+    lowered = (
+        f"; the minimum of {configured_low} is lowered to the {low} citable sentence"
+        f"{'s' if low != 1 else ''} the evidence holds, because padding is worse than brevity"
+        if low < configured_low
+        else ""
+    )
     n = len(split_sentences(commentary.summary))
     if low <= n <= high:
-        return True, f"{n} sentences ({low}-{high})"
+        return True, f"{n} sentences ({low}-{high}{lowered})"
     return False, (
         f"the summary has {n} sentences; it must have {low}-{high} sentences because "
-        f"{_what_was_read(evidence)}"
+        f"{_what_was_read(evidence)}{lowered}"
     )
 
 

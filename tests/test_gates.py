@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.gates import GATE_NAMES, check_gates, review_and_repair
+from pipeline.gates import (
+    GATE_NAMES,
+    check_gates,
+    citable_sentence_count,
+    review_and_repair,
+    summary_range,
+)
 from pipeline.models import Coverage, Fact, LLMCall, SimilarTech, Snippet
 from pipeline.settings import Settings
 from tests.support.pipeline import (
@@ -16,17 +22,53 @@ from tests.support.pipeline import (
     make_job,
 )
 
+MORE_SENTENCES = [
+    "Producers block for a moment when every partition is full.",
+    "Each consumer group keeps its own offset in a compact table.",
+    "Retention defaults to seven days and is configurable per queue.",
+    "Replication copies every message to two other brokers before the ack.",
+    "The benchmark ran on three virtual machines with eight cores each.",
+]
+
 
 @pytest.fixture
 def settings() -> Settings:
     return Settings()
 
 
+def rich_evidence(coverage: Coverage = Coverage.full):
+    """Evidence with more citable sentences than any configured summary minimum."""
+    evidence = make_evidence(coverage)
+    extra = [
+        Snippet(id=f"S{i}", text=text)
+        for i, text in enumerate([*SUMMARY_SENTENCES, *MORE_SENTENCES], start=20)
+    ]
+    return evidence.model_copy(update={"snippets": [*evidence.snippets, *extra]})
+
+
+def thin_evidence():
+    """An abstract of one sentence, its record's fields as sentences, code and list items."""
+    return make_evidence(
+        Coverage.partial,
+        snippets=[
+            Snippet(id="S1", text="Description of a polynomial reduction of SAT to 2-SAT."),
+            Snippet(id="S2", text="Try it: ```\nsat2 --reduce input.cnf\n``` • fast • small"),
+            Snippet(id="S3", text="Description of a polynomial reduction of SAT to 2-SAT!"),
+            Snippet(
+                id="S4",
+                text="The paper “Reducing SAT to 2-SAT” was posted to arXiv by S. Gubin. "
+                "The paper was submitted on 1 April 2007.",
+                section="Source metadata",
+            ),
+        ],
+    )
+
+
 def run(settings, commentary=None, facts=None, evidence=None, job=None, context=None):
     return check_gates(
         commentary or make_commentary(),
         facts or make_facts(),
-        evidence or make_evidence(),
+        evidence or rich_evidence(),
         job or make_job(),
         settings,
         context or TeamContext(),
@@ -104,7 +146,7 @@ def test_each_defect_fails_its_gate_with_feedback(settings, update, gate, words)
 
 def test_summary_range_follows_what_was_read(settings):
     six = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:6]))
-    partial = make_evidence(Coverage.partial)
+    partial = rich_evidence(Coverage.partial)
     assert run(settings, commentary=six, evidence=partial).passed
     report = run(settings, commentary=make_commentary(), evidence=partial)  # 11 > 8
     assert "the evidence is partial: abstract only" in failed(report)["summary_length"]
@@ -121,8 +163,34 @@ def test_sentence_counting_copes_with_abbreviations_decimals_urls_and_cjk(settin
     )
     assert run(settings, commentary=tricky).passed, failed(run(settings, commentary=tricky))
     cjk_summary = "。".join(f"第{i}句话说明了系统的设计" for i in range(4)) + "。"
-    partial = make_evidence(Coverage.partial)
+    partial = rich_evidence(Coverage.partial)
     assert run(settings, commentary=make_commentary(summary=cjk_summary), evidence=partial).passed
+
+
+def test_summary_minimum_drops_to_the_citable_sentences_of_thin_evidence(settings):
+    thin = thin_evidence()
+    # code, list items without an end and a repeated sentence are not citable
+    assert citable_sentence_count(thin) == 3
+    assert summary_range(thin, settings) == (3, settings.gate_summary_partial_max)
+    three = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:3]))
+    report = run(settings, commentary=three, evidence=thin)
+    detail = {r.name: r.detail for r in report.results}["summary_length"]
+    assert report.passed, failed(report)
+    assert "the minimum of 4 is lowered to the 3 citable sentences" in detail
+    assert "padding is worse than brevity" in detail
+    two = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:2]))
+    fails = failed(run(settings, commentary=two, evidence=thin))["summary_length"]
+    assert fails.startswith("the summary has 2 sentences; it must have 3-8 sentences because")
+    assert "lowered to the 3 citable sentences the evidence holds" in fails
+    nine = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:9]))
+    assert "summary_length" in failed(run(settings, commentary=nine, evidence=thin))  # max kept
+    two_items = make_commentary(summary=" ".join(SUMMARY_SENTENCES[:3]), tldr=["One.", "Two."])
+    assert "tldr" in failed(run(settings, commentary=two_items, evidence=thin))  # still 3
+
+
+def test_summary_minimum_is_at_least_one_sentence(settings):
+    empty = make_evidence(Coverage.partial, snippets=[Snippet(id="S1", text="• a • b")])
+    assert summary_range(empty, settings) == (1, settings.gate_summary_partial_max)
 
 
 def test_theme_match_is_case_insensitive_and_general_always_allowed(settings):
