@@ -56,11 +56,16 @@ _BOUNDARY = re.compile(
 
 # Tokens before a "." that do not end a sentence (English, French, German).
 _ABBREVIATIONS_TEXT = """
-    mr mrs ms dr prof sr jr st vs etc e.g i.e cf al fig figs eq no nos vol pp ca approx inc ltd
-    co corp jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k dept gen gov sen rep rev mt
-    ft mme mlle mgr av env hr nr bzw usw ggf evtl inkl mio mrd abs str tel z.b d.h u.a s.o vgl
+    vs etc e.g i.e cf al fig figs eq vol pp ca approx inc ltd co corp u.s u.k dept av env
+    bzw usw ggf evtl inkl mio mrd abs str tel z.b d.h u.a s.o vgl z d u s o
     """
-_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
+_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())  # "z d u s o": "z. B.", "d. h."
+# Titles, months and "No." abbreviate only when capitalised ("Ms. Lee", but "in 38 ms.").
+_CAPITALISED_TEXT = """
+    mr mrs ms dr prof sr jr st gen gov sen rep rev mt ft mme mlle mgr hr nr no nos
+    jan feb mar apr jun jul aug sep sept oct nov dec
+    """
+_CAPITALISED = frozenset(_CAPITALISED_TEXT.split())
 _MONTHS_TEXT = """
     january february march april may june july august september october november december
     januar februar märz april mai juni juli august september oktober november dezember
@@ -129,11 +134,13 @@ def _ends_with_abbreviation(chunk: str) -> bool:
     m = _WORD_BEFORE_DOT.search(chunk)
     if not m:
         return False
-    word = m.group(1).lower()
-    if word in _ABBREVIATIONS:
+    word = m.group(1)
+    low = word.lower()
+    if low in _ABBREVIATIONS or (low in _CAPITALISED and word[:1].isupper()):
         return True
-    # An initial ("J. Smith", "U. S.") is one letter, possibly after another initial.
-    return len(word.rsplit(".", 1)[-1]) == 1 and word[-1:].isalpha()
+    # An initial ("J. Smith", "U. S.") is one capital letter, possibly after another initial.
+    last = word.rsplit(".", 1)[-1]
+    return len(last) == 1 and last.isalpha() and last.isupper()
 
 
 def _day_before_month(piece: str, rest: str) -> bool:
@@ -259,9 +266,9 @@ def is_substantive(sentence: str, min_words: int = 6, min_cjk_chars: int = 12) -
 
 def is_citable(unit: Unit | str) -> bool:
     """What a reply may quote as a sentence: substantive prose that ends like a sentence,
-    without URLs, markup or code, and without a quotation left open (a quote running over
-    several sentences: cut out, it is not a sentence, and it would glue itself to the next
-    sentence of a summary)."""
+    without URLs, markup or code, without a quotation left open (a quote running over several
+    sentences: cut out, it is not a sentence), and that stays one sentence wherever a summary
+    puts it (``stands_alone``)."""
     if isinstance(unit, Unit):
         if unit.code:
             return False
@@ -271,7 +278,20 @@ def is_citable(unit: Unit | str) -> bool:
         and ends_sentence(unit)
         and quotes_balanced(unit)
         and not _URL_OR_MARKUP.search(unit)
+        and stands_alone(unit)
     )
+
+
+def stands_alone(sentence: str) -> bool:
+    """Whether ``sentence`` stays exactly one sentence next to any other: it does not start in
+    lower case (a sentence cut by code or markup: it would join the one before) and does not
+    end with an abbreviation or an initial ("etc.", "Xbox One S.": it would join the next)."""
+    first = next((ch for ch in sentence if ch.isalnum()), "")
+    if first.islower() and not _CJK.match(first):
+        return False
+    if sentence.rstrip().endswith(".") and _ends_with_abbreviation(sentence.rstrip()):
+        return False
+    return split_sentences(sentence) == [sentence.strip()]
 
 
 def count_substantive_sentences(text: str) -> int:

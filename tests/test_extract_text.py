@@ -163,6 +163,19 @@ def test_citable_needs_an_end_balanced_quotes_and_no_links():
     assert not is_citable("“As the drug kicked in, the staff tried to cool her down.")  # open quote
     assert not is_citable("Read the whole guide at https://example.org/guide right now.")
     assert ends_sentence("It said “stop.”") and not ends_sentence("Truncated text …")
+    # pieces of a sentence cut by code or markup would join their neighbours in a summary
+    assert not is_citable("will install only the dependencies for PDF and DOCX files.")
+    assert not is_citable("Everyone else might be better off with the Xbox One S.")
+    assert not is_citable("Use it for parsing, scraping, indexing, testing, etc.")
+    assert is_citable("The index answered vector queries over embeddings in 38 ms.")
+    assert split_sentences("It took 38 ms. Ms. Lee was pleased. No. 5 won.") == [
+        "It took 38 ms.",
+        "Ms. Lee was pleased.",
+        "No. 5 won.",
+    ]
+    # the splitter never ends a sentence before a lower-case word, so neither may a summary
+    assert not is_citable("iPhone sales grew by a third in the last quarter of the year.")
+    assert is_citable("Sales of the iPhone grew by a third in the last quarter of the year.")
 
 
 def test_citable_sentences_are_distinct_and_in_order():
