@@ -5,32 +5,40 @@ with zero cost so ``completion_cost`` works) that answers the two stage prompts 
 sentences from the data blocks in the prompt:
 
 - Stage A (``ANSWER-FORMAT: technoshare.facts/v1``): the most salient sentences of the
-  ``EVIDENCE``/``TOOL_RESULT`` snippets, each fact citing the snippet it was taken from.
-- Stage B (``ANSWER-FORMAT: technoshare.commentary/v1 ...``): TL;DR and summary sentences chosen
-  from the ``FACTS`` block (sizes from the marker; never padded), project bullets from keyword
-  overlap between the facts and the ``TEAM_CONTEXT`` themes (quoting the matching fact),
-  similar tech only where a fact names it after a comparison cue, tags from matched keywords.
+  ``EVIDENCE``/``TOOL_RESULT`` snippets (list items and lines only when sentences run out), each
+  fact citing the snippet it was taken from.
+- Stage B (``ANSWER-FORMAT: technoshare.commentary/v1 ...``): from the ``FACTS`` block, a TL;DR
+  of the most informative distinct sentences (the first says what the thing is) and a summary
+  of the next best in source order (sizes from the marker; never padded:
+  ``pipeline.offline_selection``); project bullets for the ``TEAM_CONTEXT`` themes the facts
+  really match, each quoting a matching fact (``pipeline.offline_themes``); similar tech only
+  where a fact names it after a comparison cue; tags from the matched keywords.
 
-Salience is centrality: a sentence scores by how frequent its words (Latin words, CJK character
-bigrams) are in the whole text, plus a bonus for title words and an early position. Everything
-is deterministic; it never calls tools. The stages mark its output ``extractive``.
+Everything is deterministic; it never calls tools. The stages mark its output ``extractive``.
+The only words it adds are the bullets' glue ("matches ...:", "no team theme clearly matches").
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import litellm
 from litellm import CustomLLM
 from litellm.types.utils import ModelResponse, Usage
 
-from pipeline.context import ProjectContext, Theme, parse_project_context
+from pipeline.context import ProjectContext, parse_project_context
 from pipeline.errors import ConfigError
+from pipeline.offline_selection import (
+    Candidate,
+    candidates,
+    select_facts,
+    select_summary,
+    select_tldr,
+    top,
+)
+from pipeline.offline_themes import project_bullets
 from pipeline.prompting import (
     COMMENTARY_FORMAT,
     FACTS_FORMAT,
@@ -39,14 +47,25 @@ from pipeline.prompting import (
     block_items,
     data_blocks,
 )
-from pipeline.text import is_substantive, split_sentences
+
+__all__ = [
+    "MODEL",
+    "PROVIDER",
+    "Candidate",
+    "answer",
+    "candidates",
+    "is_offline_model",
+    "register",
+    "top",
+]
 
 PROVIDER = "offline"
 MODEL = f"{PROVIDER}/extractive"
 MAX_FACTS = 20
-MAX_TLDR_CHARS = 300
 MAX_SIMILAR = 5
 MAX_TAGS = 8
+GATE_PROJECT_FLOOR = 2  # GATE_MIN_PROJECT_BULLETS' default: the bullets the gate requires
+ASKED_PROJECT_FLOOR = 3  # stage_b.MIN_PROJECT_BULLETS: what the marker asks of any model
 
 _ZERO_COST = {
     "input_cost_per_token": 0.0,
@@ -59,84 +78,19 @@ _ZERO_COST = {
     "mode": "chat",
 }
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
-_WORD = re.compile(r"[^\W\d_]{3,}")
-_ENDS_SENTENCE = re.compile(r"[.!?。！？][”’\"')\]」』）]*$")
-_URL_OR_MARKUP = re.compile(r"https?://|www\.|<[!@#]|\{\{|```", re.I)
 _COMPARISON = re.compile(
     r"\b(?i:compared (?:to|with)|unlike|similar to|alternatives? (?:to|such as)|"
     r"inspired by|versus|vs\.?|outperforms?|replaces?)\s+"
     r"(?P<name>[A-Z][\w.+#-]*(?:[ -][A-Z0-9][\w.+#-]*){0,2})"
 )
-# Tokens are letter runs of 3+ (no apostrophes), so contractions need no entry.
-_STOPWORDS_TEXT = """
-about after again against all also and any are based been before being between both but can
-could did does doing done during each for from had has have her here his how into its just many
-may might more most much must new one only onto other our out over per shall should some such
-than that the their them then there these they this those three two under until upon use used
-using very via was were what when where which while who why will with would you your yours
-"""
-_STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+# The projects gate's failure, when a repair prompt repeats it: its range is the real floor.
+_PROJECTS_FEEDBACK = re.compile(
+    r"\[projects\] there are \d+ projects bullets; there must be (\d+)-"
+)
 
 
 def is_offline_model(model: str) -> bool:
     return model.split("/", 1)[0] == PROVIDER
-
-
-# --- salience ----------------------------------------------------------------------------
-def tokens(text: str) -> list[str]:
-    """Latin-script words (3+ letters, no stopwords) and CJK character bigrams."""
-    low = text.lower()
-    out = [w for w in _WORD.findall(_CJK_RUN.sub(" ", low)) if w not in _STOPWORDS]
-    for run in _CJK_RUN.findall(low):
-        out += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
-    return out
-
-
-@dataclass
-class Candidate:
-    text: str
-    source_id: str  # snippet id (stage A) or fact id (stage B)
-    position: int
-    score: float = 0.0
-
-
-def _eligible(sentence: str) -> bool:
-    return (
-        is_substantive(sentence)
-        and len(sentence) <= 600
-        and bool(_ENDS_SENTENCE.search(sentence))
-        and not _URL_OR_MARKUP.search(sentence)
-    )
-
-
-def candidates(items: list[tuple[str, str]], title: str = "") -> list[Candidate]:
-    """Eligible sentences of ``items`` (id, text), scored; duplicates dropped."""
-    found: list[Candidate] = []
-    seen: set[str] = set()
-    for item_id, text in items:
-        for sentence in split_sentences(text):
-            key = sentence.lower()
-            if key in seen or not _eligible(sentence):
-                continue
-            seen.add(key)
-            found.append(Candidate(sentence, item_id, len(found)))
-    frequency = Counter(t for c in found for t in set(tokens(c.text)))
-    title_tokens = set(tokens(title))
-    n = max(len(found), 1)
-    for c in found:
-        own = set(tokens(c.text))
-        if not own:
-            continue
-        centrality = sum(math.log1p(frequency[t]) for t in sorted(own)) / math.sqrt(len(own))
-        title_bonus = len(own & title_tokens) / math.sqrt(len(title_tokens) or 1)
-        c.score = centrality + title_bonus + 0.5 * (1 - c.position / n)
-    return found
-
-
-def top(found: list[Candidate], k: int) -> list[Candidate]:
-    """The ``k`` best by score (ties: earlier first), returned in document order."""
-    best = sorted(found, key=lambda c: (-c.score, c.position))[: max(k, 0)]
-    return sorted(best, key=lambda c: c.position)
 
 
 # --- stage A -----------------------------------------------------------------------------
@@ -148,7 +102,7 @@ def facts_answer(messages_text: str) -> dict[str, Any]:
         if block.label in ("EVIDENCE", "TOOL_RESULT")
         for item in block_items(block.body)
     ]
-    chosen = top(candidates(items, source.get("title", "")), MAX_FACTS)
+    chosen = select_facts(candidates(items, source.get("title", "")), MAX_FACTS)
     read, coverage = source.get("read", "unknown"), source.get("coverage", "unknown")
     unknowns = []
     if coverage != "full":
@@ -158,7 +112,7 @@ def facts_answer(messages_text: str) -> dict[str, Any]:
         )
     return {
         "title": source.get("title") or None,
-        "key_facts": [{"text": c.text, "snippet_ids": [c.source_id]} for c in chosen],
+        "key_facts": [{"text": c.fact_text, "snippet_ids": [c.source_id]} for c in chosen],
         "unknowns": unknowns,
         "coverage_assessment": (
             f"Extractive selection of {len(chosen)} sentences from {len(items)} snippets; "
@@ -168,66 +122,11 @@ def facts_answer(messages_text: str) -> dict[str, Any]:
 
 
 # --- stage B -----------------------------------------------------------------------------
-def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    if _CJK_RUN.search(keyword):
-        return re.compile(re.escape(keyword))
-    return re.compile(rf"(?<![\w-]){re.escape(keyword)}(?:s|es)?(?![\w-])", re.I)
-
-
-def _theme_matches(theme: Theme, found: list[Candidate]) -> dict[str, list[Candidate]]:
-    """keyword -> the candidates that contain it."""
-    hits: dict[str, list[Candidate]] = {}
-    for keyword in dict.fromkeys([*theme.keywords, *theme.stack]):
-        pattern = _keyword_pattern(keyword)
-        matched = [c for c in found if pattern.search(c.text)]
-        if matched:
-            hits[keyword.lower()] = matched
-    return hits
-
-
-def _projects(
-    found: list[Candidate], context: ProjectContext | None, low: int, high: int
-) -> tuple[list[str], list[str]]:
-    """(bullets, matched keywords by weight)."""
-    ranked = []
-    for order, theme in enumerate(context.themes if context else []):
-        hits = _theme_matches(theme, found)
-        if hits:
-            ranked.append((-len(hits), -sum(map(len, hits.values())), order, theme, hits))
-    ranked.sort(key=lambda r: r[:3])
-    bullets: list[str] = []
-    quoted: set[int] = set()
-    keyword_weight: Counter[str] = Counter()
-    for *_, theme, hits in ranked[:high]:
-        per_candidate = Counter(c.position for cs in hits.values() for c in cs)
-        by_position = {c.position: c for cs in hits.values() for c in cs}
-        best = sorted(
-            by_position.values(),
-            key=lambda c: (
-                c.position in quoted,  # a sentence not quoted by another bullet first
-                len(c.text) > MAX_TLDR_CHARS,  # then a short one
-                -per_candidate[c.position],
-                -c.score,
-                c.position,
-            ),
-        )[0]
-        quoted.add(best.position)
-        shown = ", ".join(sorted(hits, key=lambda k: (-len(hits[k]), k))[:3])
-        bullets.append(f"**{theme.name}** — matches {shown}: “{best.text}”")
-        keyword_weight.update({k: len(v) for k, v in hits.items()})
-    for c in sorted(found, key=lambda c: (-c.score, c.position)):
-        if len(bullets) >= low:
-            break
-        if c.position not in quoted:
-            quoted.add(c.position)
-            bullets.append(f"**General** — “{c.text}”")
-    tags = [k for k, _ in sorted(keyword_weight.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return bullets, tags
-
-
 def _similar_tech(found: list[Candidate], title: str) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for c in found:
+        if not c.sentence:
+            continue
         for m in _COMPARISON.finditer(c.text):
             name = m["name"].rstrip(".,;:")
             if name.lower() in title.lower() or name.lower() in out:
@@ -244,19 +143,32 @@ def _join(sentences: list[str]) -> str:
     return text
 
 
+def _project_floor(messages_text: str, asked: int) -> int:
+    """The bullets the gate requires: its default, or more when the marker asks for more than
+    any model is asked for (the setting was raised), or what a repair prompt says."""
+    floor = asked if asked > ASKED_PROJECT_FLOOR else GATE_PROJECT_FLOOR
+    for m in _PROJECTS_FEEDBACK.finditer(messages_text):
+        floor = max(floor, int(m.group(1)))
+    return floor
+
+
 def commentary_answer(messages_text: str, params: dict[str, tuple[int, int]]) -> dict[str, Any]:
     source = _source_fields(messages_text)
     title = source.get("title", "")
     items = [i for b in data_blocks(messages_text, "FACTS") for i in block_items(b.body)]
     found = candidates(items, title)
     tldr_n = params.get("tldr_items", (3, 3))[1]
-    summary_n = params.get("summary_sentences", (4, 8))[1]
+    summary_low, summary_high = params.get("summary_sentences", (4, 8))
     projects_low, projects_high = params.get("project_bullets", (3, 8))
-    short = [c for c in found if len(c.text) <= MAX_TLDR_CHARS] or found
-    bullets, tags = _projects(found, _team_context(messages_text), projects_low, projects_high)
+    tldr = select_tldr(found, tldr_n)
+    summary = select_summary(found, tldr, summary_low, summary_high)
+    floor = _project_floor(messages_text, projects_low)
+    bullets, tags = project_bullets(
+        found, tldr, _team_context(messages_text), title, floor, projects_high
+    )
     return {
-        "tldr": [c.text for c in top(short, tldr_n)],
-        "summary": _join([c.text for c in top(found, summary_n)]),
+        "tldr": [c.text for c in tldr],
+        "summary": _join([c.text for c in summary]),
         "projects": bullets,
         "similar_tech": _similar_tech(found, title),
         "tags": tags[:MAX_TAGS],

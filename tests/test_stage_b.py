@@ -181,5 +181,10 @@ def test_offline_commentary_with_no_matching_theme_uses_general():
         coverage=Coverage.partial,
     )
     _, commentary = _offline_commentary(evidence)
-    assert commentary.projects and all(b.startswith("**General** — “") for b in commentary.projects)
+    # one General bullet quotes what it is; the other says that no theme matches (no forcing)
+    assert [b.split(" — ", 1)[0] for b in commentary.projects] == ["**General**", "**General**"]
+    assert commentary.projects[0].startswith("**General** — “")
+    assert commentary.projects[1] == (
+        "**General** — none of the team's themes is mentioned in this source."
+    )
     assert commentary.similar_tech == [] and commentary.tags == []
