@@ -77,7 +77,10 @@ _BOILERPLATE = re.compile(
     r"\b(?:sponsor\w*|donat(?:e|ion)\w*|backers?|subscri(?:be|ption)\w*|newsletter|cookies?|"
     r"advertis\w*|sign up|log in|click here|follow us|all rights reserved|privacy policy|"
     r"terms of (?:use|service)|read more|continue reading|share this|commercial support|"
-    r"in your inbox|code of conduct)\b|^For [^.]{1,100}, see [^.]{1,100}\.$",  # a hatnote
+    r"in your inbox|code of conduct|credit is due|we (?:would like to )?thank|thanks to all|"
+    r"head over to|check out the|refer to the)\b"
+    r"|(?:^|[,;:(]\s*|please\s+)see (?:the )?(?-i:[A-Z])"  # a pointer: ", see Third Party..."
+    r"|^For [^.]{1,100}, see [^.]{1,100}\.$",  # a hatnote
     re.I,
 )
 _QUOTE_START = re.compile(r"^[\"“„«‘']")
@@ -310,14 +313,19 @@ def select_summary(
     found: list[Candidate], tldr: list[Candidate], low: int, high: int
 ) -> list[Candidate]:
     """Up to ``high`` distinct prose sentences in source order that the TL;DR does not already
-    say. Only to reach ``low`` (or every sentence there is) does it repeat a TL;DR sentence,
-    and only after those does it take list items or boilerplate: padding is worse than brevity."""
+    say. Only to reach ``low`` (or every sentence there is) does it take list items that are
+    sentences, then repeat TL;DR sentences, then boilerplate: padding is worse than brevity."""
     sentences = [c for c in found if c.sentence]
     need = min(low, len(sentences))
-    good = [c for c in sentences if not (c.listed or c.boilerplate)]
-    picked = _greedy([c for c in good if c not in tldr], high, tldr)
-    for pool in ([c for c in good if c in tldr], [c for c in sentences if c not in good]):
+    prose = [c for c in sentences if not (c.listed or c.boilerplate) and c not in tldr]
+    picked = _greedy(prose, high, tldr)
+    fallbacks = (
+        [c for c in sentences if c.listed and not c.boilerplate and c not in tldr],
+        [c for c in sentences if c in tldr],
+        [c for c in sentences if c.boilerplate and c not in tldr],
+    )
+    for pool, repeats in zip(fallbacks, (False, True, False), strict=True):
         if len(picked) >= need:
             break
-        picked += _greedy(pool, need - len(picked), picked)
+        picked += _greedy(pool, need - len(picked), picked if repeats else [*tldr, *picked])
     return sorted(picked, key=lambda c: c.position)

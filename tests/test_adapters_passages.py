@@ -41,6 +41,10 @@ tool.parse("x")
 ## License
 
 MIT.
+
+## Acknowledgements
+
+A huge amount of credit is due to the people who wrote the parser we copied.
 """
 
 RST = """\
@@ -94,6 +98,7 @@ def test_markdown_kinds_terms_and_no_sponsors():
     assert (PROSE, "License", "MIT.") in got
     text = " ".join(t for *_, t in got)
     assert "Acme" not in text and "BigCorp" not in text  # the sponsors part, subsections too
+    assert "credit" not in text  # thanks are not what the project is
 
 
 def test_rst_kinds_terms_and_no_donations():

@@ -16,6 +16,7 @@ from pipeline.adapters.base import METADATA_SECTION
 from pipeline.adapters.metadata import arxiv_sentences
 from pipeline.gates import check_gates
 from pipeline.models import Coverage, Job, ReadKind, Snippet, Source
+from pipeline.offline_selection import select_summary, select_tldr
 from pipeline.prompting import new_nonce, wrap_data
 from pipeline.stage_a import run_stage_a
 from pipeline.stage_b import build_messages, run_stage_b
@@ -188,6 +189,26 @@ def test_summary_is_in_source_order_and_never_padded():
     positions = [source.index(s) for s in sentences]
     assert positions == sorted(positions)
     assert 4 <= len(sentences) <= 8
+
+
+def test_a_thin_summary_takes_list_items_before_repeating_the_tldr_and_ads_last():
+    items = [
+        ("S1", "Quickq is a small task queue for Python that runs jobs on Redis with retries."),
+        ("S2", "Workers acknowledge a job only after the work is done, so none is lost."),
+        ("S3", "The dashboard shows queue lengths, failures and the slowest jobs of the day."),
+        (
+            "S4",
+            "• Jobs can be scheduled for later with a delay in seconds. • Rate limits are set "
+            "per queue to protect a slow API.",
+        ),
+        ("S5", "Paid support is available through a subscription with a yearly contract."),
+    ]
+    found = offline_model.candidates(items, "acme/quickq")
+    tldr = select_tldr(found, 3)
+    assert [c.source_id for c in tldr] == ["S1", "S2", "S3"]
+    summary = select_summary(found, tldr, low=4, high=8)
+    assert [c.source_id for c in summary] == ["S1", "S2", "S4", "S4"]  # items, then repeats
+    assert select_summary(found, tldr, low=6, high=8)[-1].source_id == "S5"  # ads only at last
 
 
 ABSTRACT = [

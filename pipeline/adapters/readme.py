@@ -6,8 +6,8 @@ dropped; paragraphs become prose passages, list items, field lists and table row
 passages (never run into the next one as a sentence), code blocks are kept short (the first
 ``CODE_MAX_LINES`` lines) because an install line is evidence but a long listing is not. A short
 list item with a paragraph indented under it (``- **Fast**`` then the text) reads as one
-``Term: text`` paragraph. Sponsor, backer and donation parts (a heading and everything under it)
-are advertising, not the project, and are left out.
+``Term: text`` paragraph. Sponsor, backer, donation and acknowledgement parts (a heading and
+everything under it) advertise or thank, they do not describe the project: they are left out.
 The format is sniffed from the text, since GitHub's raw README answer carries no file name.
 """
 
@@ -73,17 +73,19 @@ def _code(lines: list[str], section: str | None) -> Passage | None:
     return Passage("\n".join(ln[indent:] for ln in shown), section, preformatted=True)
 
 
-# Parts of a README that advertise sponsors or ask for money: not what the project is or does.
-_SPONSOR_HEADING = re.compile(
-    r"^\W*(?:(?:our|gold|silver|bronze|platinum|keystone|corporate|financial)\s+)?"
-    r"(?:sponsors?|sponsorship|sponsored by|donations?|donate|backers?|funding|supporters)\W*$",
+# Parts of a README that advertise sponsors, ask for money or thank people: never what the
+# project is or does.
+_SKIPPED_HEADING = re.compile(
+    r"^\W*(?:(?:our|gold|silver|bronze|platinum|keystone|corporate|financial|special)\s+)?"
+    r"(?:sponsors?|sponsorship|sponsored by|donations?|donate|backers?|funding|supporters|"
+    r"acknowledge?ments?|credits|thanks|thank you)\W*$",
     re.IGNORECASE,
 )
 
 
 class _Outline:
-    """The current heading, and whether it lies in a sponsors part (skipped up to the next
-    heading of the same or a higher level)."""
+    """The current heading, and whether it lies in a sponsors or thanks part (skipped up to the
+    next heading of the same or a higher level)."""
 
     def __init__(self) -> None:
         self.section: str | None = None
@@ -92,7 +94,7 @@ class _Outline:
     def enter(self, name: str, level: int) -> None:
         if self.skip_level is not None and level <= self.skip_level:
             self.skip_level = None
-        if self.skip_level is None and _SPONSOR_HEADING.match(name):
+        if self.skip_level is None and _SKIPPED_HEADING.match(name):
             self.skip_level = level
         self.section = name or self.section
 
