@@ -132,6 +132,15 @@ def test_page_sentences():
     assert page_sentences(Source(url="https://example.org/x")) == []
 
 
+def test_tex_accents_in_names_and_titles_read_as_letters():
+    paper = Source(
+        url="u", title='On G\\"odel numbers', authors=["Marco T. Moraz\\'an"], kind="paper"
+    )
+    assert arxiv_sentences(paper) == [
+        "The paper “On Gödel numbers” was posted to arXiv by Marco T. Morazán."
+    ]
+
+
 def test_readable_dates():
     assert readable_date("2007-04-01T12:00:00Z") == "1 April 2007"
     assert readable_date("2007-13-01") is None and readable_date(None) is None

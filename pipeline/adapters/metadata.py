@@ -14,6 +14,7 @@ capital letter and ends with a period, and values that may contain periods or qu
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -26,6 +27,15 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "September", "October", "November", "December")  # fmt: skip
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 _NO_LICENCE = {"NOASSERTION", "OTHER", "NONE"}
+# TeX accents in arXiv names and titles (Moraz\'an, G\"odel): \' \` \" \^ \~ over one letter.
+_TEX_ACCENT = re.compile(r"""\\(['`"^~])\{?([A-Za-z])\}?""")
+_COMBINING = {"'": "\u0301", "`": "\u0300", '"': "\u0308", "^": "\u0302", "~": "\u0303"}
+
+
+def plain(value: str) -> str:
+    """Whitespace collapsed and TeX accents as letters: how a reader would write the value."""
+    text = _TEX_ACCENT.sub(lambda m: m.group(2) + _COMBINING[m.group(1)], value)
+    return unicodedata.normalize("NFC", normalize_space(text))
 
 
 def readable_date(value: Any) -> str | None:
@@ -43,11 +53,11 @@ def readable_date(value: Any) -> str | None:
 def _quoted(value: str) -> str:
     """A value inside curly quotes; its own curly quotes become straight ones (they would
     unbalance the quotation)."""
-    return "“" + normalize_space(value).replace("“", '"').replace("”", '"') + "”"
+    return "“" + plain(value).replace("“", '"').replace("”", '"') + "”"
 
 
 def _listing(names: list[str], limit: int) -> str:
-    names = [normalize_space(n) for n in names if normalize_space(n)]
+    names = [plain(n) for n in names if plain(n)]
     shown, rest = names[:limit], len(names) - limit
     if rest > 0:
         return ", ".join(shown) + f" and {rest} other{'s' if rest > 1 else ''}"
