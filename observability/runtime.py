@@ -11,6 +11,9 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from observability.health import MlflowHealth, http_probe
@@ -43,6 +46,43 @@ def configure_environment(settings: Settings) -> None:
     os.environ.pop("MLFLOW_RUN_ID", None)  # would override the parent of every nested run
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores, in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+_store_locks = threading.local()  # per thread: the store locks it holds (flock is per open file)
+
+
+@contextmanager
+def store_init_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock (``<db>.lock`` next to a local sqlite store) while this
+    process opens the store: opening a fresh store creates and migrates its tables, and several
+    workers starting together would race on it ("table ... already exists") and the losers
+    would switch tracking off. Other tracking URIs (a server) need no lock."""
+    path = sqlite_path(uri)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: services.processes.prepare_tracking_store is the belt
+        path = None
+    held: set[Path] = _store_locks.__dict__.setdefault("held", set())
+    if path is None or path in held:  # re-entered by this thread: it holds the lock already
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         configure_environment(settings)
@@ -69,7 +109,8 @@ class Runtime:
         if self._client is None:
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            with store_init_lock(self.uri):  # the client opens (creates, migrates) the store
+                self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
     def experiment_id(self) -> str:
@@ -77,7 +118,8 @@ class Runtime:
         if self._experiment_id is None:
             with self._lock:
                 if self._experiment_id is None:
-                    self._experiment_id = self._resolve_experiment()
+                    with store_init_lock(self.uri):  # one creator of the experiment at a time
+                        self._experiment_id = self._resolve_experiment()
                     self._point_tracing_at(self._experiment_id)
         return self._experiment_id
 

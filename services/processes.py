@@ -169,9 +169,10 @@ class LocalRedis:
 def prepare_tracking_store(env: Mapping[str, str]) -> None:
     """Create the local sqlite MLflow store once, before several workers start.
 
-    Workers starting together would each create and migrate the fresh database, race
-    ("table ... already exists") and switch tracking off in the losers. A server-backed
-    tracking URI needs nothing here.
+    A belt to ``observability.runtime.store_init_lock`` (the braces: workers opening the store
+    take a file lock next to the database, so workers starting together no longer race on
+    table creation): here the store is created once by a one-off process, and the workers
+    then only open it. A server-backed tracking URI needs nothing here.
     """
     uri = env.get("MLFLOW_TRACKING_URI") or ""
     if uri and not uri.startswith("sqlite:"):
