@@ -1,9 +1,10 @@
 """The whole pipeline in one process: ``technoshare run``, the evaluation runner and tests.
 
-    fetch_evidence -> run_stage_a -> run_stage_b -> review_and_repair -> render
+    retrieve + require_readable -> stage_a -> stage_b -> gates (review_and_repair) -> render_reply
 
-The Celery chain runs the same stage functions one task each (``tasks/pipeline_calls.py``) and
-builds its dependencies with :func:`default_deps` too, so both paths use one wiring.
+The Celery chain runs these same functions, one task each (``tasks/pipeline_calls.py``), with
+dependencies built by :func:`default_deps` too, so both paths share one wiring. (The Celery
+path swaps in the MLflow Prompt Registry as prompt source; ``technoshare run`` reads the files.)
 
 Outcomes: ``success`` (the commentary reply), ``gate_failed`` (the gates still failed after
 one Stage B repair: an honest short note, ``GateFailedError`` semantics), ``error`` (any
@@ -21,7 +22,17 @@ import httpx
 from pipeline.errors import GateFailedError, SourceUnavailableError, TechnoShareError
 from pipeline.fetch import Resolver, SafeFetcher
 from pipeline.gates import review_and_repair
-from pipeline.models import Commentary, Coverage, Evidence, Facts, Job, Outcome, PipelineResult
+from pipeline.models import (
+    Commentary,
+    Coverage,
+    Evidence,
+    Facts,
+    GateReport,
+    Job,
+    Outcome,
+    PipelineResult,
+    SlackMessage,
+)
 from pipeline.render import render_commentary, render_error, render_gate_failed
 from pipeline.settings import Settings
 
@@ -63,7 +74,8 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _stage_a(evidence: Evidence, deps: PipelineDeps) -> Facts:
+def stage_a(evidence: Evidence, deps: PipelineDeps) -> Facts:
+    """Stage A with its dependencies: the ``fetch_url`` tool reads through the safe fetcher."""
     from pipeline.stage_a import run_stage_a
 
     return run_stage_a(
@@ -71,9 +83,10 @@ def _stage_a(evidence: Evidence, deps: PipelineDeps) -> Facts:
     )
 
 
-def _stage_b(
+def stage_b(
     facts: Facts, evidence: Evidence, deps: PipelineDeps, feedback: list[str] | None = None
 ) -> Commentary:
+    """Stage B with its dependencies; ``feedback`` is the gates' repair request."""
     from pipeline.stage_b import run_stage_b
 
     return run_stage_b(
@@ -89,7 +102,7 @@ def _stage_b(
 
 def require_readable(evidence: Evidence) -> None:
     """``coverage=failed`` (the source answered but nothing could be read) is a terminal,
-    user-visible error; the Celery fetch task applies the same rule."""
+    user-visible error."""
     if evidence.coverage == Coverage.failed:
         reason = evidence.coverage_reason or "nothing could be read"
         raise SourceUnavailableError(
@@ -98,38 +111,59 @@ def require_readable(evidence: Evidence) -> None:
         )
 
 
-_require_readable = require_readable  # the name tasks/pipeline_calls.py imported first
+def retrieve(job: Job, deps: PipelineDeps) -> Evidence:
+    """Retrieval: the adapter for the link reads it (check it with :func:`require_readable`)."""
+    from pipeline.adapters import fetch_evidence
+
+    return fetch_evidence(job.url, deps.settings, deps.fetcher)
+
+
+def gates(
+    job: Job, evidence: Evidence, facts: Facts, draft: Commentary, deps: PipelineDeps
+) -> tuple[Commentary, GateReport]:
+    """The gates, and on failure one Stage B repair (:func:`stage_b` with the feedback)."""
+    return review_and_repair(
+        job,
+        evidence,
+        facts,
+        draft,
+        rerun_stage_b=lambda feedback: stage_b(facts, evidence, deps, feedback),
+        settings=deps.settings,
+        context=deps.context,
+    )
+
+
+def render_reply(
+    job: Job,
+    evidence: Evidence,
+    facts: Facts,
+    commentary: Commentary,
+    report: GateReport,
+    settings: Settings,
+) -> SlackMessage:
+    """The commentary when the gates passed, else the short honest ``gate_failed`` note."""
+    if report.passed:
+        return render_commentary(job, evidence, facts, commentary, report, settings)
+    return render_gate_failed(job, evidence, report)
 
 
 def run_pipeline(job: Job, deps: PipelineDeps) -> PipelineResult:
     """Run every stage on ``job``; never raises a :class:`TechnoShareError` (it becomes the
     ``error`` outcome)."""
-    from pipeline.adapters import fetch_evidence
-
-    settings = deps.settings
     result = PipelineResult(job=job, outcome=Outcome.error)
     try:
-        result.evidence = evidence = fetch_evidence(job.url, settings, deps.fetcher)
+        result.evidence = evidence = retrieve(job, deps)
         require_readable(evidence)
-        result.facts = facts = _stage_a(evidence, deps)
-        draft = _stage_b(facts, evidence, deps)
-        commentary, report = review_and_repair(
-            job,
-            evidence,
-            facts,
-            draft,
-            rerun_stage_b=lambda feedback: _stage_b(facts, evidence, deps, feedback),
-            settings=settings,
-            context=deps.context,
-        )
+        result.facts = facts = stage_a(evidence, deps)
+        draft = stage_b(facts, evidence, deps)
+        commentary, report = gates(job, evidence, facts, draft, deps)
         result.commentary, result.gate_report = commentary, report
+        result.message = render_reply(job, evidence, facts, commentary, report, deps.settings)
         if not report.passed:
             failed = ", ".join(r.name for r in report.failures)
             result.outcome = Outcome.gate_failed
             result.error = GateFailedError(f"gates failed after one repair: {failed}").reason
-            result.message = render_gate_failed(job, evidence, report)
             return result
-        result.message = render_commentary(job, evidence, facts, commentary, report, settings)
         result.outcome = Outcome.success
     except TechnoShareError as exc:
         result.outcome = Outcome.error

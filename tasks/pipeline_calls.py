@@ -1,9 +1,13 @@
-"""The calls from tasks into the pure pipeline, in one place.
+"""The calls from tasks into the pure pipeline, in one place: the functions of
+``pipeline.runner`` (the in-process path), one per task.
 
 Imports are lazy: the io worker never imports the LLM stack, and `celery -A tasks ...` commands
 that only publish stay fast. Dependencies (fetcher, LLM client, prompts, team context) are built
-once per process by ``pipeline.runner.default_deps``, the same wiring as ``technoshare run``;
-with ``FETCH_RECORDED=true`` the fetcher is served from the recorded web data (offline).
+once per process and settings object by ``pipeline.runner.default_deps``, the same wiring as
+``technoshare run``, except the prompts: here they come from MLflow's Prompt Registry under the
+configured alias (``prompts.registry_source.RegistryPromptSource``: cached, and the files when
+MLflow is unreachable or a template is not registered). With ``FETCH_RECORDED=true`` the
+fetcher is served from the recorded web data (offline).
 """
 
 from __future__ import annotations
@@ -13,65 +17,65 @@ from typing import Any
 from pipeline.models import Commentary, Evidence, Facts, GateReport, Job, SlackMessage
 from pipeline.settings import Settings
 
-_built: list[tuple[Settings, Any]] = []  # (settings, deps): settings are not hashable
+# Built dependencies by settings object (settings are not hashable): the worker's settings and,
+# once the daily LLM budget is spent, their offline copy (tasks/llm_budget.py).
+_built: list[tuple[Settings, Any]] = []
+MAX_BUILT = 2
 
 
 def _deps(settings: Settings) -> Any:
-    if not _built or _built[0][0] is not settings:
-        from pipeline.runner import default_deps
+    for built_for, deps in _built:
+        if built_for is settings:
+            return deps
+    from pipeline.runner import default_deps
+    from prompts.registry_source import RegistryPromptSource
 
-        if settings.fetch_recorded:
-            from services.recorded_web import RecordedWeb
+    if settings.fetch_recorded:
+        from services.recorded_web import RecordedWeb
 
-            web = RecordedWeb()
-            deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
-        else:
-            deps = default_deps(settings)
-        _built[:] = [(settings, deps)]
-    return _built[0][1]
+        web = RecordedWeb()
+        deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
+    else:
+        deps = default_deps(settings)
+    deps.prompts = RegistryPromptSource(settings, fallback=deps.prompts)
+    if len(_built) >= MAX_BUILT:  # new worker settings (tests): start over
+        reset()
+    _built.append((settings, deps))
+    return deps
 
 
 def reset() -> None:
-    _built.clear()
+    _built.clear()  # not closed: a thread of a threads pool may still use them
 
 
 def fetch_evidence(job: Job, settings: Settings) -> Evidence:
-    from pipeline import runner
-    from pipeline.adapters import fetch_evidence as fetch
+    from pipeline.runner import require_readable, retrieve
 
-    evidence = fetch(job.url, settings, _deps(settings).fetcher)
-    runner._require_readable(evidence)  # nothing read: a terminal, user-visible error
+    evidence = retrieve(job, _deps(settings))
+    require_readable(evidence)  # nothing read: a terminal, user-visible error
     return evidence
 
 
 def stage_a(evidence: Evidence, settings: Settings) -> Facts:
-    from pipeline import runner
+    from pipeline.runner import stage_a as run
 
-    return runner._stage_a(evidence, _deps(settings))
+    return run(evidence, _deps(settings))
 
 
 def stage_b(
     facts: Facts, evidence: Evidence, settings: Settings, feedback: list[str] | None = None
 ) -> Commentary:
-    from pipeline import runner
+    from pipeline.runner import stage_b as run
 
-    return runner._stage_b(facts, evidence, _deps(settings), feedback)
+    return run(facts, evidence, _deps(settings), feedback)
 
 
 def quality_gates(
     job: Job, evidence: Evidence, facts: Facts, commentary: Commentary, settings: Settings
 ) -> tuple[Commentary, GateReport]:
-    from pipeline.gates import review_and_repair
+    from pipeline.runner import gates
 
-    return review_and_repair(
-        job,
-        evidence,
-        facts,
-        commentary,
-        rerun_stage_b=lambda feedback: stage_b(facts, evidence, settings, feedback),
-        settings=settings,
-        context=_deps(settings).context,
-    )
+    return gates(job, evidence, facts, commentary, _deps(settings))
 
 
 def render_reply(
@@ -82,11 +86,9 @@ def render_reply(
     report: GateReport,
     settings: Settings,
 ) -> SlackMessage:
-    from pipeline.render import render_commentary, render_gate_failed
+    from pipeline.runner import render_reply as render
 
-    if report.passed:
-        return render_commentary(job, evidence, facts, commentary, report, settings)
-    return render_gate_failed(job, evidence, report)
+    return render(job, evidence, facts, commentary, report, settings)
 
 
 def render_error(job: Job, reason: str) -> SlackMessage:
