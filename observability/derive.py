@@ -146,6 +146,7 @@ def _from_usage(usage: StageUsage, s: StageSummary) -> None:
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cost_usd=usage.cost_usd,
+        prompt_name=usage.prompt_name,
         prompt_version=usage.prompt_version,
     )
 
