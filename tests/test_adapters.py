@@ -16,7 +16,7 @@ from pipeline.adapters import (
     fetch_text_for_tool,
 )
 from pipeline.adapters.base import METADATA_SECTION, content_snippets
-from pipeline.adapters.metadata import arxiv_sentences
+from pipeline.adapters.metadata import arxiv_sentences, plain
 from pipeline.errors import (
     SourceUnavailableError,
     UnsupportedContentError,
@@ -72,7 +72,8 @@ def test_arxiv_abstract_and_metadata_from_the_export_api(env, url, record):
     assert source.metadata["primary_category"] == paper["categories"][0]
     assert source.metadata["pdf_url"].endswith(f"/pdf/{paper['id']}")
     abstract = " ".join(s.text for s in content_snippets(evidence.snippets))
-    assert " ".join(abstract.split()) == " ".join(paper["abstract"].split())
+    assert abstract == plain(paper["abstract"])  # TeX formatting as plain text
+    assert "\\em" not in abstract and "\\emph" not in abstract
     assert (evidence.read, evidence.coverage) == (ReadKind.abstract, Coverage.partial)
     assert evidence.coverage_reason == "abstract only"
     _snippet_ids_are_sequential(evidence)

@@ -10,6 +10,7 @@ from pipeline.adapters.metadata import (
     github_description,
     github_sentences,
     page_sentences,
+    plain,
     readable_date,
 )
 from pipeline.models import Source
@@ -139,6 +140,11 @@ def test_tex_accents_in_names_and_titles_read_as_letters():
     assert arxiv_sentences(paper) == [
         "The paper “On Gödel numbers” was posted to arXiv by Marco T. Morazán."
     ]
+
+
+def test_tex_formatting_is_dropped_and_math_kept():
+    tex = r"We introduce {\em anonymous transfer}, a \emph{new} ``primitive'' for $f(x)$."
+    assert plain(tex) == "We introduce anonymous transfer, a new “primitive” for $f(x)$."
 
 
 def test_readable_dates():

@@ -1,6 +1,7 @@
 """arXiv links (abs/pdf/html, old and new identifiers) read through the export API (Atom).
 
-Only the abstract is read, so coverage is always ``partial`` ("abstract only"). The record's
+Only the abstract is read, so coverage is always ``partial`` ("abstract only"); its TeX text
+formatting (emphasis commands, accents) is rendered as plain text, math kept. The record's
 fields (title, authors, dates, categories, comment, journal reference) follow the abstract as
 plain sentences (``pipeline.adapters.metadata``), so facts can cite them.
 """
@@ -12,7 +13,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - DTDs are refused before parsi
 from urllib.parse import quote
 
 from pipeline.adapters.base import Passage, build_snippets, make_evidence
-from pipeline.adapters.metadata import arxiv_sentences, metadata_text
+from pipeline.adapters.metadata import arxiv_sentences, metadata_text, plain
 from pipeline.errors import SourceUnavailableError, UnsupportedContentError
 from pipeline.fetch import SafeFetcher
 from pipeline.links import arxiv_id_from_url
@@ -87,6 +88,7 @@ class ArxivAdapter:
             metadata={k: v for k, v in metadata.items() if v not in (None, [])},
         )
         abstract = _text(entry, "atom:summary")
+        abstract = plain(abstract) if abstract else None  # TeX formatting, as a reader sees it
         snippets, truncated = build_snippets(
             [Passage(abstract, "Abstract")] if abstract else [],
             self.settings,

@@ -32,9 +32,18 @@ _TEX_ACCENT = re.compile(r"""\\(['`"^~])\{?([A-Za-z])\}?""")
 _COMBINING = {"'": "\u0301", "`": "\u0300", '"': "\u0308", "^": "\u0302", "~": "\u0303"}
 
 
+# TeX text formatting, as arXiv abstracts and titles carry it: \emph{x}, {\em x}, ``x''.
+_TEX_COMMAND = re.compile(r"\\(?:emph|textit|textbf|texttt|textsc|textsf|underline)\{([^{}$]*)\}")
+_TEX_SWITCH = re.compile(r"\{\\(?:em|it|bf|tt|sc|sf|sl)\s+([^{}$]*)\}")
+_TEX_QUOTES = re.compile(r"``([^`'$]*)''")
+
+
 def plain(value: str) -> str:
-    """Whitespace collapsed and TeX accents as letters: how a reader would write the value."""
+    """Whitespace collapsed, TeX accents as letters and TeX text formatting dropped (math is
+    kept as written): how a reader would see the value."""
     text = _TEX_ACCENT.sub(lambda m: m.group(2) + _COMBINING[m.group(1)], value)
+    text = _TEX_SWITCH.sub(r"\1", _TEX_COMMAND.sub(r"\1", text))
+    text = _TEX_QUOTES.sub(r"“\1”", text)
     return unicodedata.normalize("NFC", normalize_space(text))
 
 
