@@ -62,12 +62,21 @@ class RegistryPromptSource:
         if not rt.tracking or not rt.health.available():
             return self.fallback.get(name), self.fallback_ttl
         try:
-            version = rt.client().load_prompt(f"prompts:/{name}@{self.alias}")
+            version = rt.client().load_prompt(f"prompts:/{name}@{self.alias}", allow_missing=True)
         except Exception as exc:
-            if "RESOURCE_DOES_NOT_EXIST" not in str(exc):
+            if not _is_missing(exc):  # an absent prompt or alias is not an MLflow outage
                 rt.health.mark_down(f"prompt registry: {type(exc).__name__}: {exc}"[:300])
             log.info("prompt %s@%s from the files: %s", name, self.alias, exc)
+            return self.fallback.get(name), self.fallback_ttl
+        if version is None:
+            log.info("prompt %s@%s not registered: from the files", name, self.alias)
             return self.fallback.get(name), self.fallback_ttl
         return PromptTemplate(
             name=name, text=version.template, version=str(version.version)
         ), self.ttl
+
+
+def _is_missing(exc: Exception) -> bool:
+    """MLflow's "no such prompt/alias" (a sqlite store says it in ``error_code`` only)."""
+    code = str(getattr(exc, "error_code", "") or "")
+    return "RESOURCE_DOES_NOT_EXIST" in (code + str(exc)) or "not found" in str(exc).lower()

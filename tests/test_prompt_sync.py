@@ -99,6 +99,19 @@ def test_registry_source_serves_the_alias_and_names_the_version(store, templates
     assert source.get("alpha") is alpha  # cached
 
 
+def test_a_prompt_not_registered_comes_from_the_file_and_mlflow_stays_up(store, templates):
+    from observability.runtime import get_runtime
+    from pipeline.prompting import FilePromptSource, file_version
+    from prompts.registry_source import RegistryPromptSource
+
+    rt = get_runtime()
+    assert rt.health.check_now()
+    source = RegistryPromptSource(fallback=FilePromptSource(templates))
+    beta = source.get("beta")  # nothing registered in this store
+    assert beta.version == file_version(beta.text)
+    assert rt.health.available() and rt.health.outages == 0  # absent is not an outage
+
+
 def test_registry_source_falls_back_to_files_when_mlflow_is_unreachable(
     templates, tmp_path, monkeypatch
 ) -> None:
