@@ -4,7 +4,9 @@ Each task takes ``carry`` (a dict of the models produced so far, as JSON, plus t
 number) and the job id, runs its pure stage inside ``observability.hooks.stage_run`` and returns
 ``carry`` with its own model added. ``stage_context`` does the rest the same way for all:
 load the job, record the headers the task saw, retry only ``RetryableError`` (capped, with
-backoff or the server's Retry-After), record the last error for the failure note.
+backoff or the server's Retry-After), record the last error for the failure note. The LLM
+stages (stage_a, stage_b and the repair in quality_gates) first check the daily LLM budget and
+record their cost after (``tasks/llm_budget.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,21 @@ from typing import Any
 from observability import hooks
 from observability.hooks import StageRecorder
 from pipeline.errors import RetryableError, TechnoShareError
-from pipeline.models import Commentary, Evidence, Facts, GateReport, Job, SlackMessage
+from pipeline.models import (
+    Commentary,
+    Evidence,
+    Facts,
+    GateReport,
+    Job,
+    SlackMessage,
+    StageUsage,
+)
 from pipeline.settings import Settings
+from tasks import llm_budget, runtime
 from tasks import pipeline_calls as calls
-from tasks import runtime
 from tasks.app import app
 from tasks.headers import current_headers
+from tasks.llm_budget import BUDGET_OFFLINE
 from tasks.posting import STATUS_FOR_OUTCOME, post_once, set_reaction
 
 
@@ -110,37 +121,60 @@ def fetch_evidence(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, A
 @app.task(bind=True, name="technoshare.stage_a")
 def stage_a(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, Any]:
     with stage_context(self, "stage_a", job_id, carry) as ctx:
-        facts = calls.stage_a(Evidence.model_validate(carry["evidence"]), ctx.settings)
+        settings, offline = llm_stage_settings(ctx, carry)
+        facts = calls.stage_a(Evidence.model_validate(carry["evidence"]), settings)
+        llm_budget.record_cost(facts.usage)
         ctx.rec.metrics["fact_count"] = len(facts.key_facts)
         ctx.rec.metrics["tool_call_count"] = facts.tool_calls
         ctx.rec.usage = facts.usage
         ctx.rec.artifacts["stage_a_facts.json"] = facts
-        return {**carry, "facts": _dump(facts)}
+        return {**carry, "facts": _dump(facts), BUDGET_OFFLINE: offline}
 
 
 @app.task(bind=True, name="technoshare.stage_b")
 def stage_b(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, Any]:
     with stage_context(self, "stage_b", job_id, carry) as ctx:
+        settings, offline = llm_stage_settings(ctx, carry)
         evidence = Evidence.model_validate(carry["evidence"])
-        commentary = calls.stage_b(Facts.model_validate(carry["facts"]), evidence, ctx.settings)
+        commentary = calls.stage_b(Facts.model_validate(carry["facts"]), evidence, settings)
+        llm_budget.record_cost(commentary.usage)
         ctx.rec.usage = commentary.usage
         ctx.rec.artifacts["stage_b_commentary.json"] = commentary
-        return {**carry, "commentary": _dump(commentary)}
+        return {**carry, "commentary": _dump(commentary), BUDGET_OFFLINE: offline}
 
 
 @app.task(bind=True, name="technoshare.quality_gates")
 def quality_gates(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, Any]:
     with stage_context(self, "quality_gates", job_id, carry) as ctx:
+        settings, offline = llm_stage_settings(ctx, carry)  # the repair re-runs Stage B
         evidence = Evidence.model_validate(carry["evidence"])
         facts = Facts.model_validate(carry["facts"])
         draft = Commentary.model_validate(carry["commentary"])
-        commentary, report = calls.quality_gates(ctx.job, evidence, facts, draft, ctx.settings)
-        message = calls.render_reply(ctx.job, evidence, facts, commentary, report, ctx.settings)
+        commentary, report = calls.quality_gates(ctx.job, evidence, facts, draft, settings)
+        if report.repaired:  # the repair's own calls (the commentary keeps the draft's too)
+            ctx.rec.usage = repair_usage(draft, commentary)
+            llm_budget.record_cost(ctx.rec.usage)
+        message = calls.render_reply(ctx.job, evidence, facts, commentary, report, settings)
+        if offline:
+            message = llm_budget.with_budget_note(message, settings.slack_max_blocks)
         ctx.rec.metrics["gates_passed"] = float(report.passed)
         ctx.rec.metrics["repaired"] = float(report.repaired)
         ctx.rec.artifacts["gate_report.json"] = report
         out = {"commentary": _dump(commentary), "gate_report": _dump(report)}
-        return {**carry, **out, "message": _dump(message)}
+        return {**carry, **out, "message": _dump(message), BUDGET_OFFLINE: offline}
+
+
+def llm_stage_settings(ctx: StageContext, carry: dict[str, Any]) -> tuple[Settings, bool]:
+    """The settings of an LLM stage: the offline model once the daily budget is spent."""
+    settings, offline = llm_budget.stage_settings(ctx.settings, carry)
+    if offline:
+        ctx.rec.tags["llm_budget"] = "spent"  # this stage ran on the offline model because of it
+    return settings, offline
+
+
+def repair_usage(draft: Commentary, repaired: Commentary) -> StageUsage:
+    calls_before = len(draft.usage.calls)
+    return repaired.usage.model_copy(update={"calls": repaired.usage.calls[calls_before:]})
 
 
 @app.task(bind=True, name="technoshare.slack_post")
@@ -149,6 +183,7 @@ def slack_post(self: Any, carry: dict[str, Any], job_id: str) -> dict[str, Any]:
         message = SlackMessage.model_validate(carry["message"])
         ts = post_once(runtime.store(), runtime.sink(), ctx.job, ctx.attempt, message)
         ctx.rec.tags["reply_ts"] = ts
+        ctx.rec.artifacts["slack_payload.json"] = message
     finish(ctx.job, ctx.headers, message, GateReport.model_validate(carry["gate_report"]))
     return {**carry, "reply_ts": ts}
 
