@@ -9,9 +9,10 @@ entries found in the facts (whole words, plural allowed, case-insensitive; CJK a
 - repetition: a keyword found in 2 facts counts 1.5 times, in 3 or more twice;
 - title: a keyword found in the facts that is also in the source's title adds ``TITLE_BONUS``
   (the source is about it); the title itself, quoted in a fact, is no evidence;
-- a theme needs ``MIN_SCORE`` and more than one piece of evidence: two different keywords, a
-  keyword in the title, or a specific keyword found twice. One generic word ("cost", "agent")
-  in passing is not a match.
+- a theme matches on evidence that reinforces itself: two of its keywords in one fact, a
+  specific keyword in two facts, ``BROAD_KEYWORDS`` different keywords, or a title keyword
+  found in the facts. A generic word or two in passing, in unrelated sentences ("installation
+  instructions", "input prompts"), is not a match. Matching themes are ranked by score.
 
 Each matching theme gets one bullet quoting the fact that shows the most of its keywords
 (preferring short sentences no other bullet quotes). Fewer than ``floor`` bullets are completed
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 from pipeline.context import ProjectContext, Theme
 from pipeline.offline_selection import Candidate, without_title
 
-MIN_SCORE = 3.0
 TITLE_BONUS = 2.0
+BROAD_KEYWORDS = 3  # this many different keywords are evidence even in separate facts
 MAX_THEME_BULLETS = 4
 QUOTE_MAX_CHARS = 200
 MAX_WEAK_SHOWN = 2
@@ -39,7 +40,8 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-
 def keyword_pattern(keyword: str) -> re.Pattern[str]:
     if _CJK.search(keyword):
         return re.compile(re.escape(keyword))
-    return re.compile(rf"(?<![\w-]){re.escape(keyword)}(?:s|es)?(?![\w-])", re.I)
+    # A hyphen is a word boundary: "pure-Python" and "node-celery" name Python and Celery.
+    return re.compile(rf"(?<!\w){re.escape(keyword)}(?:s|es)?(?!\w)", re.I)
 
 
 def keyword_weight(keyword: str, is_stack: bool, texts: list[str]) -> float:
@@ -47,7 +49,7 @@ def keyword_weight(keyword: str, is_stack: bool, texts: list[str]) -> float:
     (written in capitals in the facts: "GPT", "LLM", "ETL"); 1 for an ordinary word."""
     cjk = len(_CJK.findall(keyword))
     words = len(re.split(r"[\s-]+", keyword.strip()))
-    acronym = re.compile(rf"(?<![\w-]){re.escape(keyword.upper())}s?(?![\w-])")
+    acronym = re.compile(rf"(?<!\w){re.escape(keyword.upper())}s?(?!\w)")
     specific = (
         is_stack
         or cjk >= 3
@@ -76,9 +78,11 @@ class ThemeMatch:
 
     @property
     def matches(self) -> bool:
+        per_fact = Counter(c.position for cs in self.hits.values() for c in cs)
+        together = any(n >= 2 for n in per_fact.values())
         specific_twice = any(self.weights[k] >= 2 and len(cs) >= 2 for k, cs in self.hits.items())
-        evidence = len(self.hits) >= 2 or bool(self.in_title) or specific_twice
-        return self.score >= MIN_SCORE and evidence
+        broad = len(self.hits) >= BROAD_KEYWORDS
+        return together or specific_twice or broad or bool(self.in_title)
 
     def shown_keywords(self, limit: int = 3) -> list[str]:
         ranked = sorted(self.hits, key=lambda k: (-self.weights[k], -len(self.hits[k]), k))

@@ -327,7 +327,7 @@ def test_a_generic_word_in_passing_is_not_a_theme_match():
     assert commentary.tags == []
 
 
-def test_themes_need_two_keywords_and_each_bullet_is_a_distinct_theme():
+def test_matched_themes_are_distinct_and_quote_a_short_sentence():
     evidence = make_evidence(title="Benchmarking vector search in PostgreSQL")  # the ARTICLE
     _, commentary = offline_commentary(evidence)
     assert_verbatim(commentary, evidence)
@@ -359,6 +359,23 @@ def test_a_keyword_only_in_the_title_or_a_quoted_title_is_no_evidence():
         "Visitors can now walk along a new path lined with olive trees.",
     ]
     assert "LLM apps & evaluation" not in _themes(_partial(paragraphs, "Prompt engineering notes"))
+
+
+def test_generic_keywords_must_meet_in_one_sentence_or_be_three():
+    scattered = [
+        "Follow the installation instructions to set up the garden robot at home.",
+        "The robot waters plants when a user taps the prompt on the screen.",
+        "Moisture sensors sit in every pot on the balcony of the flat.",
+    ]
+    assert "LLM apps & evaluation" not in _themes(_partial(scattered, "home/gardenbot"))
+    together = [*scattered[:2], "The robot follows each instruction from the prompt exactly."]
+    assert _themes(_partial(together, "home/gardenbot"))[0] == "LLM apps & evaluation"
+    broad = [
+        "The profiler showed where the performance of the service was lost.",
+        "Memory use doubled during the night when traffic was low.",
+        "Every extra server adds to the monthly cost of the platform.",
+    ]
+    assert _themes(_partial(broad, "ops/profiling"))[0] == "Infra & performance"
 
 
 def test_an_acronym_repeated_is_specific_enough():
