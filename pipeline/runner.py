@@ -55,15 +55,18 @@ def default_deps(
     settings: Settings,
     transport: httpx.BaseTransport | None = None,
     resolver: Resolver | None = None,
+    *,
+    fetcher: SafeFetcher | None = None,
 ) -> PipelineDeps:
-    """Production wiring; ``transport``/``resolver`` are the fetcher's seams (recorded web)."""
+    """Production wiring; ``transport``/``resolver`` are the fetcher's seams (recorded web), or
+    pass a ``fetcher`` built already."""
     from pipeline.context import load_project_context
     from pipeline.llm import LLMClient  # lazy: litellm takes seconds to import
     from pipeline.prompting import FilePromptSource
 
     return PipelineDeps(
         settings=settings,
-        fetcher=SafeFetcher(settings, transport=transport, resolver=resolver),
+        fetcher=fetcher or SafeFetcher(settings, transport=transport, resolver=resolver),
         llm=LLMClient(settings),
         prompts=FilePromptSource(),
         context=load_project_context(settings=settings),
@@ -111,11 +114,12 @@ def require_readable(evidence: Evidence) -> None:
         )
 
 
-def retrieve(job: Job, deps: PipelineDeps) -> Evidence:
-    """Retrieval: the adapter for the link reads it (check it with :func:`require_readable`)."""
+def retrieve(job: Job, settings: Settings, fetcher: SafeFetcher) -> Evidence:
+    """Retrieval: the adapter for the link reads it (check it with :func:`require_readable`).
+    Needs only the fetcher: the io worker that runs it never builds the LLM client."""
     from pipeline.adapters import fetch_evidence
 
-    return fetch_evidence(job.url, deps.settings, deps.fetcher)
+    return fetch_evidence(job.url, settings, fetcher)
 
 
 def gates(
@@ -152,7 +156,7 @@ def run_pipeline(job: Job, deps: PipelineDeps) -> PipelineResult:
     ``error`` outcome)."""
     result = PipelineResult(job=job, outcome=Outcome.error)
     try:
-        result.evidence = evidence = retrieve(job, deps)
+        result.evidence = evidence = retrieve(job, deps.settings, deps.fetcher)
         require_readable(evidence)
         result.facts = facts = stage_a(evidence, deps)
         draft = stage_b(facts, evidence, deps)

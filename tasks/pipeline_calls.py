@@ -17,41 +17,62 @@ from typing import Any
 from pipeline.models import Commentary, Evidence, Facts, GateReport, Job, SlackMessage
 from pipeline.settings import Settings
 
-# Built dependencies by settings object (settings are not hashable): the worker's settings and,
-# once the daily LLM budget is spent, their offline copy (tasks/llm_budget.py).
+# Built by settings object (settings are not hashable): the worker's settings and, once the
+# daily LLM budget is spent, their offline copy (tasks/llm_budget.py).
+_fetchers: list[tuple[Settings, Any]] = []
 _built: list[tuple[Settings, Any]] = []
 MAX_BUILT = 2
 
 
-def _deps(settings: Settings) -> Any:
-    for built_for, deps in _built:
+def _cached(cache: list[tuple[Settings, Any]], settings: Settings, build: Any) -> Any:
+    for built_for, value in cache:
         if built_for is settings:
-            return deps
-    from pipeline.runner import default_deps
-    from prompts.registry_source import RegistryPromptSource
+            return value
+    if len(cache) >= MAX_BUILT:  # new worker settings (tests): start over
+        cache.clear()
+    value = build()
+    cache.append((settings, value))
+    return value
 
-    if settings.fetch_recorded:
-        from services.recorded_web import RecordedWeb
 
-        web = RecordedWeb()
-        deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
-    else:
-        deps = default_deps(settings)
-    deps.prompts = RegistryPromptSource(settings, fallback=deps.prompts)
-    if len(_built) >= MAX_BUILT:  # new worker settings (tests): start over
-        reset()
-    _built.append((settings, deps))
-    return deps
+def _fetcher(settings: Settings) -> Any:
+    """The safe fetcher alone (the io worker's fetch_evidence needs nothing else)."""
+
+    def build() -> Any:
+        from pipeline.fetch import SafeFetcher
+
+        if settings.fetch_recorded:
+            from services.recorded_web import RecordedWeb
+
+            web = RecordedWeb()
+            return SafeFetcher(settings, transport=web.transport, resolver=web.resolver)
+        return SafeFetcher(settings)
+
+    return _cached(_fetchers, settings, build)
+
+
+def _deps(settings: Settings) -> Any:
+    def build() -> Any:
+        from pipeline.runner import default_deps
+        from prompts.registry_source import RegistryPromptSource
+
+        deps = default_deps(settings, fetcher=_fetcher(settings))
+        deps.prompts = RegistryPromptSource(settings, fallback=deps.prompts)
+        return deps
+
+    return _cached(_built, settings, build)
 
 
 def reset() -> None:
-    _built.clear()  # not closed: a thread of a threads pool may still use them
+    """Forget what was built (not closed: a thread of a threads pool may still use it)."""
+    _fetchers.clear()
+    _built.clear()
 
 
 def fetch_evidence(job: Job, settings: Settings) -> Evidence:
     from pipeline.runner import require_readable, retrieve
 
-    evidence = retrieve(job, _deps(settings))
+    evidence = retrieve(job, settings, _fetcher(settings))
     require_readable(evidence)  # nothing read: a terminal, user-visible error
     return evidence
 

@@ -44,3 +44,26 @@ def test_the_weekly_eval_longer_than_the_visibility_timeout_is_acked_on_receipt(
     assert eval_task.acks_late is False
     assert app.tasks["technoshare.stage_a"].acks_late is True
     assert set(scheduled.BEAT_SCHEDULE) <= set(app.conf.beat_schedule)
+
+
+def test_the_io_workers_fetch_stage_reads_a_link_without_the_llm_or_mlflow_stack():
+    """fetch_evidence runs on the io queue: it builds the fetcher only (litellm takes seconds
+    to import, and an io worker must not pay that on its first job)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tasks import pipeline_calls\n"
+        "from pipeline.models import Job\n"
+        "from pipeline.settings import get_settings\n"
+        "u = 'https://arxiv.org/abs/2101.04061'\n"
+        "ev = pipeline_calls.fetch_evidence(Job(job_id='j', url=u, canonical_url=u), get_settings())\n"
+        "print(ev.adapter, sorted(m for m in ('litellm', 'mlflow') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "FETCH_RECORDED": "true", "MLFLOW_ENABLE_TRACKING": "false"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "ArxivAdapter []"
