@@ -76,19 +76,17 @@ def test_readable_text_output_for_a_recorded_url_without_any_server(tmp_path):
 
 
 def test_gate_failure_exits_3_with_the_honest_note(web, tmp_path):
-    # The abstract has six sentences: demanding 9-12 for a partial read cannot be met.
-    env = {
-        **web.settings_overrides(),
-        "GATE_SUMMARY_PARTIAL_MIN": "9",
-        "GATE_SUMMARY_PARTIAL_MAX": "12",
-    }
+    # No reply fits in 3 Slack blocks (title, TL;DR, summary, themes... need more), and the
+    # repair cannot shorten an extractive reply below that. (A summary minimum above what the
+    # evidence holds no longer fails: the gate lowers it to the citable sentences there are.)
+    env = {**web.settings_overrides(), "SLACK_MAX_BLOCKS": "3"}
     proc = technoshare_run(tmp_path, ARXIV_URL, "--json", env=env)
     assert proc.returncode == 3, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["outcome"] == "gate_failed" and result["gate_report"]["repaired"] is True
     failed = [r["name"] for r in result["gate_report"]["results"] if not r["passed"]]
-    assert failed == ["summary_length"]
-    assert "summary's length did not fit what could be read" in result["message"]["text"]
+    assert failed == ["slack_limits"]
+    assert "it was too long for one Slack message" in result["message"]["text"]
     assert proc.stderr.strip().splitlines()[-1].startswith("gate_failed: GateFailedError")
 
 
