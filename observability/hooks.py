@@ -7,9 +7,13 @@
         rec.artifacts["stage_a_facts.json"] = facts
         rec.usage = facts.usage
     end_job(job, headers, outcome, reply=message, error=None)
+    parent_run_id(job, headers)                          # an attempt's parent run id, "" if unknown
 
 ``headers`` is the dict of task headers to propagate (``services.constants.PROPAGATED_HEADERS``):
-the parent MLflow run id and the W3C trace context. The implementation lives in
+the parent MLflow run id and the W3C trace context. ``begin_job`` creates the parent run before
+it returns when MLflow answers within ``MLFLOW_HTTP_TIMEOUT`` (the entry task runs after Slack
+was acked, so it may wait that long); when MLflow is down or slow the id is empty and the
+stages find their parent through Redis. The implementation lives in
 ``observability.mlflow_backend``; this module stays import-light so tasks can import it anywhere.
 """
 
@@ -50,6 +54,12 @@ def _backend() -> Any:
 
 def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
     return dict(_backend().begin_job(job, reprocess_of=reprocess_of))
+
+
+def parent_run_id(job: Job, headers: Mapping[str, str]) -> str:
+    """The parent run id of the attempt ``headers`` belong to: the header, else the one the
+    background writer stored once it created the run; "" when unknown."""
+    return str(_backend().parent_run_id(job, headers) or "")
 
 
 @contextmanager

@@ -2,9 +2,13 @@
 trace per job, across worker processes, without ever making a job wait for MLflow.
 
 What each hook costs the job (its caller's thread), MLflow up or down:
-- ``begin_job``: draws the trace ids, starts the Redis ledger, hands the parent run to the
-  background writer and waits at most ``BEGIN_WAIT_SECONDS`` for its id (usually ~5 ms); when the
-  wait runs out the header stays empty and stages find the parent through the ledger.
+- ``begin_job``: draws the trace ids, starts the Redis ledger and creates the parent run at once
+  (on a helper thread, not behind the writer's queue), waiting for its id at most
+  ``settings.mlflow_http_timeout``: the entry task runs after Slack was acked, and an id in the
+  headers lets every stage write its run without looking the parent up. MLflow known to be down,
+  or a previous begin still hanging past that timeout: no wait, the header stays empty and the
+  record goes to the outbox (or finishes in the background); stages then find the parent
+  through the ledger.
 - ``stage_run``: opens the stage span (joined via ``traceparent``), and on exit derives the
   stage's values, adds them to the ledger (one pipelined round trip) and queues the stage run.
 - ``end_job``: reads the ledger once, queues the parent's totals, status and the root span.
@@ -16,12 +20,9 @@ metric ``tracking_overhead_seconds``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,7 +37,6 @@ from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACE
 
 log = logging.getLogger("observability")
 
-BEGIN_WAIT_SECONDS = 0.005
 SLOW_HOOK_SECONDS = 0.010
 
 
@@ -101,15 +101,9 @@ def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
         tags = parent_tags(job, run_key, reprocess_of)
         record = BeginRecord(run_key=run_key, job=job, started_at=started, tags=tags)
         up = rt.health.available()
-        if up:
-            writer = rt.writer()
-            worth_waiting = writer.idle()  # behind a backlog the id cannot come within the wait
-            future: Future[str] = Future()
-            writer.submit(record, future)
-            # past the wait, the writer stores the id in the ledger when it has it
-            with contextlib.suppress(FutureTimeout):
-                if worth_waiting:
-                    headers[HEADER_PARENT_RUN_ID] = future.result(BEGIN_WAIT_SECONDS) or ""
+        if up:  # past the wait, the writer stores the id in the ledger when it has it
+            wait = max(0.0, rt.settings.mlflow_http_timeout)
+            headers[HEADER_PARENT_RUN_ID] = rt.writer().write_now(record, wait)
 
         def ledger_writes(pipe: Any) -> None:
             ledger.queue_start(pipe, run_key, job.job_id, started)
@@ -122,6 +116,19 @@ def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
     rt.overhead_seconds += spent
     _note_overhead("begin_job", job, spent)
     return headers
+
+
+def parent_run_id(job: Job, headers: Mapping[str, str]) -> str:
+    if headers.get(HEADER_PARENT_RUN_ID):
+        return headers[HEADER_PARENT_RUN_ID]
+    rt = get_runtime()
+    if not rt.tracking or not tracing.parse_traceparent(headers.get(HEADER_TRACEPARENT)):
+        return ""
+    try:
+        return ledger.get_parent(rt.redis(), _run_key(job, headers)[0])
+    except Exception as exc:
+        log.warning("parent run of job %s unknown: Redis unavailable (%s)", job.job_id, exc)
+        return ""
 
 
 def _annotate_span(span: Any, rec: StageRecorder, summary: StageSummary) -> None:

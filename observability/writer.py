@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from observability import ledger, outbox
@@ -110,6 +111,12 @@ def resolve_parent(rt: Runtime, record: StageRecord | EndRecord, *, replay: bool
 
 def apply_begin(rt: Runtime, record: BeginRecord, *, replay: bool) -> str:
     parent = ""
+    try:  # created already: a replay of this attempt's records found no parent and made it
+        parent = ledger.get_parent(rt.redis(), record.run_key)
+    except Exception:
+        log.debug("ledger unavailable while creating a parent run", exc_info=True)
+    if parent:
+        return parent
     if replay:
         run = _find_run(
             rt, f"tags.{RUN_KEY_TAG} = '{record.run_key}' and tags.{RUN_KIND_TAG} = 'job'"
@@ -197,6 +204,9 @@ class BackgroundWriter:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_MAX)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._now_lock = threading.Lock()
+        self._now_started: dict[int, float] = {}  # write_now calls in flight -> start time
+        self._now_count = 0
         self.written = 0
         self.outboxed = 0
 
@@ -209,12 +219,49 @@ class BackgroundWriter:
         except queue.Full:
             self._to_outbox(record, future)
 
+    def write_now(self, record: BeginRecord | StageRecord | EndRecord, wait: float) -> str:
+        """Write ``record`` at once on a helper thread (not behind the queue) and wait up to
+        ``wait`` seconds for its run id; "" when it did not come in time (the write goes on in
+        the background, or the record goes to the outbox) or failed. While an earlier
+        ``write_now`` has been in flight longer than ``wait``, MLflow is slow: no wait then,
+        the record is queued like any other."""
+        now = time.monotonic()
+        with self._now_lock:
+            slow = any(now - t >= wait for t in self._now_started.values())
+            if not slow:
+                self._now_count += 1
+                token = self._now_count
+                self._now_started[token] = now
+        if slow:
+            self.submit(record)
+            return ""
+        future: Future[str] = Future()
+
+        def write() -> None:
+            try:
+                self._write(record, future)
+            except Exception:
+                log.exception(
+                    "writing a %s record of job %s failed", record.kind, record.job.job_id
+                )
+            finally:
+                with self._now_lock:
+                    self._now_started.pop(token, None)
+                if not future.done():
+                    future.set_result("")
+
+        threading.Thread(target=write, name="mlflow-write-now", daemon=True).start()
+        try:
+            return future.result(wait) or ""
+        except FutureTimeout:
+            return ""
+
     def start(self) -> None:
         self._ensure_thread()
 
     def idle(self) -> bool:
-        """Nothing queued or being written: a record submitted now is written next."""
-        return self._queue.unfinished_tasks == 0
+        """Nothing queued or being written."""
+        return self._queue.unfinished_tasks == 0 and not self._now_started
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -269,13 +316,13 @@ class BackgroundWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted record is written or outboxed (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while not self.idle() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return self.idle()
 
     def close(self, timeout: float = 5.0) -> None:
         """Drain for up to ``timeout``; what is still queued then goes to the outbox."""
-        if self._thread is None:
+        if self._thread is None and not self._now_started:
             return
         self.flush(timeout)
         while True:

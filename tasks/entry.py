@@ -51,7 +51,9 @@ def start(task: Any, job_id: str, *, reprocess: bool) -> dict[str, Any]:
             return answer_duplicate(task, record, earlier)
     attempt, new = store.begin_attempt(job_id, task.request.id)
     if new:
-        reprocess_of = record.parent_run_id if reprocess else None
+        reprocess_of = None
+        if reprocess:  # the earlier attempt's parent run (found by its trace when never known)
+            reprocess_of = record.parent_run_id or hooks.parent_run_id(job, record.headers) or None
         headers = hooks.begin_job(job, reprocess_of=reprocess_of)
         store.set_run(job_id, headers, headers.get(HEADER_PARENT_RUN_ID), reprocess_of)
         if reprocess:
@@ -89,13 +91,16 @@ def duplicate_message(job: Job, earlier: JobRecord | None, permalink: str | None
 
 def answer_duplicate(task: Any, record: JobRecord, earlier_id: str) -> dict[str, Any]:
     store, sink, job = runtime.store(), runtime.sink(), record.job
-    attempt, _ = store.begin_attempt(job.job_id, task.request.id)
+    attempt, new = store.begin_attempt(job.job_id, task.request.id)
     earlier = store.get(earlier_id)
     permalink = None
     if earlier is not None and earlier.reply_ts:
         permalink = sink.permalink(earlier.job.channel_id, earlier.reply_ts)
-    post_once(store, sink, job, attempt, duplicate_message(job, earlier, permalink))
+    message = duplicate_message(job, earlier, permalink)
+    post_once(store, sink, job, attempt, message)
     set_reaction(sink, job, Outcome.duplicate)
+    if new:  # a redelivered start message must not record the job twice
+        hooks.end_job(job, {}, Outcome.duplicate, reply=message)  # a parent run, no stages
     store.mark_duplicate(job.job_id, earlier_id)
     return {"job_id": job.job_id, "attempt": attempt, "duplicate_of": earlier_id}
 

@@ -65,6 +65,27 @@ def _clean(fake_slack):
     fake_slack.reset()
 
 
+@pytest.fixture(scope="module")
+def mlflow_runs(stack):
+    """The workers' MLflow store (local sqlite under the stack's STATE_DIR), read directly."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{stack.tmp / 'state' / 'mlflow.db'}")
+
+
+def assert_parent_run_reached_every_stage(record, mlflow_runs) -> None:
+    """A real parent run id, the same in every stage's headers (each task's own record), and
+    it is the run `job-<id>` of this attempt in MLflow."""
+    assert record.parent_run_id
+    seen = [record.seen[stage]["headers"] for stage in STAGES]
+    assert {h.get(HEADER_PARENT_RUN_ID) for h in seen} == {record.parent_run_id}
+    run = mlflow_runs.get_run(record.parent_run_id)
+    assert run.data.tags["mlflow.runName"] == f"job-{record.job_id}"
+    assert run.data.tags["job_id"] == record.job_id and run.data.tags["run_kind"] == "job"
+    trace_id = record.headers[HEADER_TRACEPARENT].split("-")[1]
+    assert run.data.tags["ts_run_key"] == trace_id  # this attempt's parent, not another's
+
+
 def _jobs_of_message(stack, ts: str) -> list:
     records = []
     for key in stack.store.r.scan_iter("ts:job:*"):
@@ -87,7 +108,7 @@ def _wait_message_done(stack, ts: str, n: int, timeout: float = 120) -> list:
         raise AssertionError(stack.diagnostics(ids)) from None
 
 
-def test_two_links_two_replies_every_stage_saw_the_parent_run(stack, fake_slack):
+def test_two_links_two_replies_every_stage_saw_the_parent_run(stack, fake_slack, mlflow_runs):
     event = message_event(
         f"Two for you: <{ARXIV}> and <{GITHUB}|celery>", event_id="EvE2E1", ts="500.1"
     )
@@ -104,8 +125,7 @@ def test_two_links_two_replies_every_stage_saw_the_parent_run(stack, fake_slack)
         # the trace context and job id reached every stage (each task's own record)
         assert {h.get(HEADER_TRACEPARENT) for h in seen} == {record.headers[HEADER_TRACEPARENT]}
         assert {h.get(HEADER_JOB_ID) for h in seen} == {record.job_id}
-        # every stage saw the parent run id begin_job produced (non-empty: see the xfail below)
-        assert {h.get(HEADER_PARENT_RUN_ID) for h in seen} == {record.parent_run_id}
+        assert_parent_run_reached_every_stage(record, mlflow_runs)
     texts = " ".join(json.dumps(r.get("blocks")) + r["text"] for r in replies)
     assert "2101.04061" in texts or "GFP" in texts
     assert fake_slack.reactions[(CHANNEL, "500.1")] == {"white_check_mark"}
@@ -186,20 +206,11 @@ def test_reprocess_with_celery_call_reruns_end_to_end(stack, fake_slack):
     assert len(replies) == 2 and second.replies[1] != second.replies[2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="observability.mlflow_backend.begin_job waits only BEGIN_WAIT_SECONDS (20 ms) for the "
-    "parent run id and returns an empty one when the run takes longer (always, here, with the "
-    "sqlite store): hooks.begin_job's contract says the headers carry the parent run id",
-)
-def test_every_stage_and_the_reprocess_see_a_real_parent_run_id(stack, fake_slack):
+def test_every_stage_and_the_reprocess_see_a_real_parent_run_id(stack, fake_slack, mlflow_runs):
     event = message_event(f"<{GITHUB_3}>", event_id="EvE2E5", ts="505.1")
     post_event(stack.ingest.url, event)
     [first] = _wait_message_done(stack, "505.1", 1)
-    assert first.parent_run_id
-    assert all(
-        first.seen[s]["headers"].get(HEADER_PARENT_RUN_ID) == first.parent_run_id for s in STAGES
-    )
+    assert_parent_run_reached_every_stage(first, mlflow_runs)
     stack.celery.send_task("technoshare.reprocess", args=[first.job_id])
     second = wait_until(
         lambda: (
@@ -211,4 +222,9 @@ def test_every_stage_and_the_reprocess_see_a_real_parent_run_id(stack, fake_slac
         "the reprocessed job",
     )
     assert second.reprocess_of == first.parent_run_id
-    assert second.parent_run_id and second.parent_run_id != first.parent_run_id
+    assert second.parent_run_id != first.parent_run_id
+    assert_parent_run_reached_every_stage(second, mlflow_runs)
+    # the new parent run is linked to the one it re-runs
+    assert (
+        mlflow_runs.get_run(second.parent_run_id).data.tags["reprocess_of"] == first.parent_run_id
+    )

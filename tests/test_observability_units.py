@@ -219,11 +219,16 @@ class HangingServer:
         self.sock.close()
 
 
+HANG_TIMEOUT = 2.0  # MLFLOW_HTTP_TIMEOUT: the client's request timeout is clamped to 2-3 s
+
+
 def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     redis_server: RedisServer, tmp_path, monkeypatch, caplog
 ) -> None:
-    """No worker_init probe first: the process believes MLflow is up, so the first writes block
-    (on the background thread) until the 3 s timeout; jobs must not notice."""
+    """No worker_init probe first: the process believes MLflow is up. The first job's
+    begin_job waits for its parent run at most MLFLOW_HTTP_TIMEOUT (the bound it promises: the
+    entry task runs after Slack was acked); from then on MLflow counts as slow or down and no
+    hook of any job waits for it, while every record is kept in the outbox."""
     from observability import overhead_seconds
     from observability.mlflow_backend import flush
     from observability.outbox import pending
@@ -236,6 +241,7 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hang.port}")
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_HTTP_TIMEOUT", str(HANG_TIMEOUT))
     monkeypatch.delenv("TS_TEST_LITELLM", raising=False)
     reset_runtime()
     from observability import _warm_up
@@ -260,7 +266,8 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
                     while get_runtime().health.available() and time.monotonic() < deadline:
                         time.sleep(0.1)
             assert flush(20.0)
-        assert max(costs) < 0.050, costs
+        assert costs[0] < HANG_TIMEOUT + 0.5, costs  # begin_job's bounded wait, once
+        assert max(costs[1:]) < 0.050, costs
         assert pending() == 8 * 7  # begin + 5 stages + end per job, all kept
         disabled = [r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]
         assert len(disabled) == 1

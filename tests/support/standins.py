@@ -106,10 +106,16 @@ def end_job(job: Job, headers: Mapping[str, str], outcome: Any, **_: Any) -> Non
     return None
 
 
+def parent_run_id(job: Job, headers: Mapping[str, str]) -> str:
+    return headers.get(HEADER_PARENT_RUN_ID, "")
+
+
 def install() -> None:
     for name in ("fetch_evidence", "stage_a", "stage_b", "quality_gates", "render_reply"):
         setattr(pipeline_calls, name, globals()[name])
     from observability import hooks
 
-    backend = SimpleNamespace(begin_job=begin_job, stage_run=stage_run, end_job=end_job)
+    backend = SimpleNamespace(
+        begin_job=begin_job, stage_run=stage_run, end_job=end_job, parent_run_id=parent_run_id
+    )
     hooks._backend = lambda: backend  # type: ignore[assignment]
