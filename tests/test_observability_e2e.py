@@ -9,7 +9,9 @@ arrive once it is back, the replies having gone out meanwhile with a small MLflo
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from tests.support.fake_slack import FakeSlack
 from tests.support.mlflow_server import (
     MlflowServer,
+    artifact_json,
     children_of,
     client_and_experiment,
     mlflow_server_fixture,  # noqa: F401
@@ -42,8 +45,26 @@ OVERHEAD_BUDGET = 0.050
 
 
 @pytest.fixture(scope="module")
+def prompt_versions(
+    mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """`technoshare prompts sync` into the server before the workers start: the stages then
+    read the registry's templates (alias production). Name -> registered version."""
+    from pipeline.prompting import PROMPTS_DIR
+    from pipeline.settings import Settings
+    from prompts.sync import sync_all
+
+    state = tmp_path_factory.mktemp("prompt-sync")
+    settings = Settings(mlflow_tracking_uri=mlflow_server.url, state_dir=state)
+    return {r.name: str(r.version) for r in sync_all(settings, PROMPTS_DIR)}
+
+
+@pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, fake_slack: FakeSlack, mlflow_server: MlflowServer
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_slack: FakeSlack,
+    mlflow_server: MlflowServer,
+    prompt_versions: dict[str, str],
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("obs-e2e")
     s = Stack(
@@ -77,7 +98,9 @@ def first_jobs(stack: Stack) -> dict[str, str]:
     return ids
 
 
-def test_runs_and_trace_of_real_jobs(stack, first_jobs, mlflow_server) -> None:
+def test_runs_and_trace_of_real_jobs(
+    stack, first_jobs, mlflow_server, fake_slack, prompt_versions, tmp_path
+) -> None:
     client, exp_id = client_and_experiment(mlflow_server.url)
     arxiv = wait_for_job(client, exp_id, first_jobs["arxiv"], 5)
     tags = arxiv.data.tags
@@ -86,9 +109,14 @@ def test_runs_and_trace_of_real_jobs(stack, first_jobs, mlflow_server) -> None:
     assert tags["message_ts"] == "1700000100.000100"
     assert tags["outcome"] in ("success", "gate_failed")
     assert arxiv.info.status == "FINISHED"
-    for stage in ("stage_a", "stage_b"):
+    prompts = {
+        "stage_a": ["stage_a_system", "stage_a_user"],
+        "stage_b": ["stage_b_system", "stage_b_user"],
+    }
+    for stage, names in prompts.items():  # from the registry (alias production), not the files
         assert tags[f"{stage}.model"] == "offline/extractive"
-        assert tags[f"{stage}.prompt_version"].startswith("file:")
+        assert tags[f"{stage}.prompt_name"] == ",".join(names)
+        assert tags[f"{stage}.prompt_version"] == ",".join(prompt_versions[n] for n in names)
     assert "total_latency_seconds" in arxiv.data.metrics and "cost_usd" in arxiv.data.metrics
 
     children = children_of(client, exp_id, arxiv.info.run_id)
@@ -104,6 +132,15 @@ def test_runs_and_trace_of_real_jobs(stack, first_jobs, mlflow_server) -> None:
     assert artifacts["stage_a"] == ["stage_a_facts.json"]
     assert "stage_b_result.json" in artifacts["stage_b"]
     assert artifacts["quality_gates"] == ["gate_report.json"]
+    assert artifacts["slack_post"] == ["slack_payload.json"]
+    run_id = children["slack_post"].info.run_id
+    payload = artifact_json(client, run_id, "slack_payload.json", tmp_path)
+    [posted] = [p for p in fake_slack.posts() if p.get("thread_ts") == tags["message_ts"]]
+    assert payload["text"] == posted["text"] and payload["channel"] == "C0SHARE"
+    for stage, names in prompts.items():
+        run_tags = children[stage].data.tags
+        assert run_tags["prompt_name"] == ",".join(names)
+        assert run_tags["prompt_version"] == tags[f"{stage}.prompt_version"]
 
     trace = the_trace(exp_id, mlflow_server.url, first_jobs["arxiv"], 6)
     spans = {s.name: s for s in trace.data.spans}
@@ -112,6 +149,9 @@ def test_runs_and_trace_of_real_jobs(stack, first_jobs, mlflow_server) -> None:
         assert spans[name].parent_id == root.span_id, name
     assert spans["retrieval.fetch_evidence"].attributes["adapter"] == "ArxivAdapter"
     assert spans["slack.post_message"].attributes["reply_ts"]
+    for stage, names in prompts.items():
+        assert spans[f"{stage}.run"].attributes["prompt_name"] == ",".join(names)
+        assert spans[f"{stage}.run"].attributes["prompt_version"] == tags[f"{stage}.prompt_version"]
     assert trace.info.tags["outcome"] == tags["outcome"]
     assert trace.info.trace_metadata["mlflow.trace.session"] == "C0SHARE"
 
@@ -125,6 +165,25 @@ def test_runs_and_trace_of_real_jobs(stack, first_jobs, mlflow_server) -> None:
     assert {r.data.tags["job_id"] for r in client.search_runs([exp_id], query)} == {
         first_jobs["arxiv"]
     }
+
+
+def test_a_repeat_link_is_recorded_as_a_duplicate_job(stack, first_jobs, mlflow_server) -> None:
+    """The same link again in the channel is answered with a link to the earlier thread; the
+    job is still recorded: a parent run with outcome `duplicate` and no stage runs."""
+    client, exp_id = client_and_experiment(mlflow_server.url)
+    answered = [j for j in first_jobs.values() if stack.store.require(j).status == "posted"]
+    assert answered, "no first job was answered: nothing to repeat"
+    earlier = stack.store.require(answered[0])
+    repeat = stack.submit(earlier.job.url, ts="1700000100.000300")
+    record = stack.wait_final([repeat], timeout=60)[repeat]
+    assert record.status == "duplicate" and record.duplicate_of == earlier.job_id
+    parent = wait_for_job(client, exp_id, repeat, 0)
+    assert parent.data.tags["outcome"] == "duplicate" and parent.info.status == "FINISHED"
+    assert parent.data.tags["target_url"] == earlier.job.url
+    assert children_of(client, exp_id, parent.info.run_id) == {}
+    trace = the_trace(exp_id, mlflow_server.url, repeat, 1)
+    root = trace.data.spans[0]
+    assert root.name == f"job-{repeat}" and "earlier thread" in root.outputs["text"]
 
 
 def test_mlflow_stopped_jobs_still_post_and_runs_arrive_after_restart(
@@ -167,3 +226,11 @@ def test_mlflow_stopped_jobs_still_post_and_runs_arrive_after_restart(
         if i > 0:
             assert parent.data.metrics["tracking_overhead_seconds"] < OVERHEAD_BUDGET, job_id
         assert set(children_of(client, exp_id, parent.info.run_id)) == STAGES
+    # "MLflow tracking disabled: <reason>" once per outage in each process, not once per call
+    disabled: Counter[tuple[str, str]] = Counter()
+    for worker in stack.workers:
+        for line in worker.log().splitlines():
+            if "MLflow tracking disabled" in line:
+                process = re.search(r"/([\w-]+)\]", line)
+                disabled[(worker.name, process.group(1) if process else line)] += 1
+    assert disabled and max(disabled.values()) == 1, disabled
