@@ -165,9 +165,13 @@ def test_daily_budget_counts_spend_in_redis(redis_server: RedisServer) -> None:
 
 
 def test_budget_is_not_exhausted_when_redis_is_away() -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from tests.support.service import free_port
 
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    # no client retries: redis-py's default (3, with backoff) makes each call take ~4 s here
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     assert budget.record_spend(5.0, redis=dead) == 0.0
     assert budget.budget_exhausted(redis=dead, budget_usd=0.01) is False
 
