@@ -119,6 +119,13 @@ def test_runs_and_trace_of_real_jobs(
         assert tags[f"{stage}.prompt_version"] == ",".join(prompt_versions[n] for n in names)
     assert "total_latency_seconds" in arxiv.data.metrics and "cost_usd" in arxiv.data.metrics
 
+    record = stack.store.require(first_jobs["arxiv"])  # what the tasks themselves saw
+    assert record.parent_run_id == arxiv.info.run_id
+    assert {seen["headers"].get("ts_parent_run_id") for seen in record.seen.values()} == {
+        arxiv.info.run_id
+    }
+    assert len(record.seen) == len(STAGES)
+
     children = children_of(client, exp_id, arxiv.info.run_id)
     assert set(children) == STAGES
     assert children["retrieval"].data.metrics["snippet_count"] > 0
@@ -142,7 +149,8 @@ def test_runs_and_trace_of_real_jobs(
         assert run_tags["prompt_name"] == ",".join(names)
         assert run_tags["prompt_version"] == tags[f"{stage}.prompt_version"]
 
-    trace = the_trace(exp_id, mlflow_server.url, first_jobs["arxiv"], 6)
+    root_name = f"job-{first_jobs['arxiv']}"
+    trace = the_trace(exp_id, mlflow_server.url, first_jobs["arxiv"], 6, names=(*SPANS, root_name))
     spans = {s.name: s for s in trace.data.spans}
     root = spans[f"job-{first_jobs['arxiv']}"]
     for name in SPANS:

@@ -214,7 +214,7 @@ def test_one_trace_per_job_with_the_stage_spans(jobs, env) -> None:
 
     client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
     parent = wait_for_job(client, exp_id, "jarxiv", 5)
-    trace = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jarxiv", 8)
+    trace = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jarxiv", 8, names=tuple(SPANS.values()))
     spans = {s.name: s for s in trace.data.spans}
     root = spans["job-jarxiv"]
     assert root.parent_id is None
@@ -250,7 +250,7 @@ def test_one_trace_per_job_with_the_stage_spans(jobs, env) -> None:
     linked = mlflow.search_traces(locations=[exp_id], run_id=parent.info.run_id, return_type="list")
     assert [t.info.trace_id for t in linked] == [info.trace_id]
 
-    boom = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jboom", 4)
+    boom = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jboom", 4, names=("stage_b.run",))
     assert boom.info.tags["outcome"] == "error"
     assert boom.info.state.value == "ERROR"
     names = {s.name: s for s in boom.data.spans}

@@ -141,7 +141,16 @@ def artifact_json(client: Any, run_id: str, name: str, tmp_path: Any) -> Any:
         return json.load(fh)
 
 
-def the_trace(exp_id: str, url: str, job_id: str, spans: int, timeout: float = 90) -> Any:
+def the_trace(
+    exp_id: str,
+    url: str,
+    job_id: str,
+    spans: int,
+    timeout: float = 90,
+    names: tuple[str, ...] = (),
+) -> Any:
+    """The job's one trace, once it has ``spans`` spans and every span in ``names`` (spans are
+    exported one by one, in no set order: a count alone can be reached by LLM spans first)."""
     import mlflow
 
     mlflow.set_tracking_uri(url)
@@ -152,6 +161,8 @@ def the_trace(exp_id: str, url: str, job_id: str, spans: int, timeout: float = 9
             locations=[exp_id], filter_string=f"tags.job_id = '{job_id}'", return_type="list"
         )
         if len(traces) != 1 or len(traces[0].data.spans) < spans:
+            return None
+        if not set(names) <= {s.name for s in traces[0].data.spans}:
             return None
         return traces
 
