@@ -82,9 +82,8 @@ def recorded_deps(
     settings: Settings, *, prompts_dir: Path | None = None, recorded_dir: Path | None = None
 ) -> Iterator[Any]:
     """Pipeline dependencies with every request served by the recorded web (offline)."""
-    from services.recorded_web import RecordedWeb
-
     from pipeline.runner import default_deps
+    from services.recorded_web import RecordedWeb
 
     web = RecordedWeb(recorded_dir) if recorded_dir else RecordedWeb()
     deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
