@@ -122,6 +122,9 @@ def record_eval_run(
         # mlflow prints a banner on stdout; stdout is the eval's own summary, so divert it.
         with contextlib.redirect_stdout(sys.stderr):
             evaluation = mlflow.genai.evaluate(data=_evaluation_rows(runs), scorers=scorers)
+        # evaluate exports its per-example traces asynchronously: wait for all of them, or a
+        # process that exits right after the run keeps only the ones exported so far.
+        mlflow.flush_trace_async_logging()
         judges = _judge_values(evaluation.result_df, judge_names) if judge_names else {}
         doc, metrics, summary_md = finish(run_id, judges)
         now = int(time.time() * 1000)
