@@ -175,7 +175,7 @@ def main() -> int:
 
     import redis
 
-    from services.constants import MLFLOW_OUTBOX_STREAM
+    from pipeline.constants import MLFLOW_OUTBOX_STREAM
     from tests.support.mlflow_server import MlflowServer
     from tests.support.service import RedisServer
 

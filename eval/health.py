@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eval.report import ReportData
+from pipeline.constants import ALERT_SENT_KEY, ALERT_SENT_TTL_SECONDS
 from pipeline.models import SlackMessage
 from pipeline.settings import Settings
-from services.constants import ALERT_SENT_KEY, ALERT_SENT_TTL_SECONDS
 
 
 @dataclass

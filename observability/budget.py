@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from services.constants import LLM_SPEND_KEY, LLM_SPEND_TTL_SECONDS
+from pipeline.constants import LLM_SPEND_KEY, LLM_SPEND_TTL_SECONDS
 
 log = logging.getLogger("observability")
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.constants import MLFLOW_OUTBOX_STREAM, QUEUE_IO, QUEUE_LLM
 from pipeline.settings import Settings, get_settings
-from services.constants import MLFLOW_OUTBOX_STREAM, QUEUE_IO, QUEUE_LLM
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 RUN_COUNT_CAP = 1000

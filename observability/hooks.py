@@ -9,7 +9,7 @@
     end_job(job, headers, outcome, reply=message, error=None)
     parent_run_id(job, headers)                          # an attempt's parent run id, "" if unknown
 
-``headers`` is the dict of task headers to propagate (``services.constants.PROPAGATED_HEADERS``):
+``headers`` is the dict of task headers to propagate (``pipeline.constants.PROPAGATED_HEADERS``):
 the parent MLflow run id and the W3C trace context. ``begin_job`` creates the parent run before
 it returns when MLflow answers within ``MLFLOW_HTTP_TIMEOUT`` (the entry task runs after Slack
 was acked, so it may wait that long); when MLflow is down or slow the id is empty and the

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.constants import MLFLOW_JOB_LEDGER_KEY, MLFLOW_JOB_LEDGER_TTL_SECONDS
+from pipeline.constants import MLFLOW_JOB_LEDGER_KEY, MLFLOW_JOB_LEDGER_TTL_SECONDS
 
 log = logging.getLogger("observability")
 

@@ -32,8 +32,8 @@ from observability.hooks import StageRecorder
 from observability.records import BeginRecord, EndRecord, RootSpan, StageRecord
 from observability.runtime import Runtime, get_runtime
 from observability.writer import parent_tags
+from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from pipeline.models import Job, Outcome, SlackMessage
-from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 
 log = logging.getLogger("observability")
 

@@ -1,6 +1,6 @@
 """Run records kept in Redis while MLflow is away, written when it is back.
 
-``push`` appends a record to the stream ``services.constants.MLFLOW_OUTBOX_STREAM`` (one XADD,
+``push`` appends a record to the stream ``pipeline.constants.MLFLOW_OUTBOX_STREAM`` (one XADD,
 sub-millisecond: this is the whole cost of MLflow to a job during an outage).
 ``replay_outbox`` writes the kept records in stream order and deletes each one once written;
 it is what the periodic Celery beat task ``technoshare.replay_mlflow_outbox`` calls, and it also
@@ -21,7 +21,7 @@ from typing import Any
 
 from observability.records import BeginRecord, EndRecord, StageRecord, dump_record, load_record
 from observability.runtime import Runtime, get_runtime
-from services.constants import (
+from pipeline.constants import (
     MLFLOW_OUTBOX_LOCK_KEY,
     MLFLOW_OUTBOX_LOCK_TTL_SECONDS,
     MLFLOW_OUTBOX_MAXLEN,

@@ -35,8 +35,8 @@ from typing import Any
 from observability.derive import LLM_STAGES, SPAN_NAMES, SPAN_TYPES
 from observability.records import RootSpan
 from observability.runtime import Runtime
+from pipeline.constants import HEADER_TRACEPARENT, HEADER_TRACESTATE
 from pipeline.models import Job
-from services.constants import HEADER_TRACEPARENT, HEADER_TRACESTATE
 
 log = logging.getLogger("observability")
 

@@ -66,8 +66,8 @@ def _message_event(urls: list[str]) -> dict[str, Any]:
 def _run(args: argparse.Namespace, redis_url: str) -> int:
     from celery.contrib.testing.worker import start_worker
 
+    from pipeline.constants import QUEUE_IO, QUEUE_LLM
     from pipeline.settings import get_settings, reset_settings_cache
-    from services.constants import QUEUE_IO, QUEUE_LLM
     from services.ingest import IngestService, celery_enqueue
     from services.job_store import FINAL_STATUSES, JobStore
     from services.processes import wait_until

@@ -30,10 +30,7 @@ from typing import Any
 
 import redis
 
-from pipeline.errors import JobNotFoundError
-from pipeline.models import Job
-from pipeline.settings import Settings
-from services.constants import (
+from pipeline.constants import (
     CHANNEL_URL_KEY,
     EVENT_SEEN_KEY,
     EVENT_SEEN_TTL_SECONDS,
@@ -44,6 +41,9 @@ from services.constants import (
     POST_LOCK_KEY,
     POST_LOCK_TTL_SECONDS,
 )
+from pipeline.errors import JobNotFoundError
+from pipeline.models import Job
+from pipeline.settings import Settings
 
 
 class JobStatus(StrEnum):

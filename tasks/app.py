@@ -20,8 +20,8 @@ from celery.signals import before_task_publish
 from kombu import Queue
 
 import services.cli  # noqa: F401 - offline defaults (LITELLM_LOCAL_MODEL_COST_MAP, ...) as `technoshare` sets them
+from pipeline.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM
 from pipeline.settings import Settings, get_settings
-from services.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM
 from tasks import scheduled  # import-light: shared tasks and their beat schedule
 
 log = logging.getLogger(__name__)

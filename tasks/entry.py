@@ -18,9 +18,9 @@ from typing import Any
 from celery import chain
 
 from observability import hooks
+from pipeline.constants import HEADER_PARENT_RUN_ID
 from pipeline.errors import TerminalError
 from pipeline.models import Job, Outcome, SlackMessage
-from services.constants import HEADER_PARENT_RUN_ID
 from services.job_store import FINAL_STATUSES, JobRecord, JobStatus
 from tasks import pipeline_calls as calls
 from tasks import runtime

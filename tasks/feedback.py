@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import shared_task
 
-from services.constants import FEEDBACK_SEEN_KEY, FEEDBACK_SEEN_TTL_SECONDS, QUEUE_IO
+from pipeline.constants import FEEDBACK_SEEN_KEY, FEEDBACK_SEEN_TTL_SECONDS, QUEUE_IO
 from services.feedback import FEEDBACK_TASK
 
 log = logging.getLogger(__name__)

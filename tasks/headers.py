@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.constants import PROPAGATED_HEADERS
+from pipeline.constants import PROPAGATED_HEADERS
 
 
 def current_headers(task: Any) -> dict[str, str]:

@@ -14,9 +14,9 @@ import logging
 import os
 import socket
 
+from pipeline.constants import POST_LOCK_TTL_SECONDS
 from pipeline.errors import RetryableError
 from pipeline.models import Job, Outcome, SlackMessage
-from services.constants import POST_LOCK_TTL_SECONDS
 from services.job_store import JobStatus, JobStore
 from services.slack_client import EYES, POSTED, WARNING, SlackSink
 

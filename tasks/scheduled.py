@@ -26,7 +26,7 @@ from typing import Any
 from celery import shared_task
 from celery.schedules import crontab
 
-from services.constants import QUEUE_IO
+from pipeline.constants import QUEUE_IO
 from tasks import feedback  # noqa: F401 - registers technoshare.record_feedback with the app
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery.schedules import crontab
 
-from services.constants import ALERT_SENT_KEY
+from pipeline.constants import ALERT_SENT_KEY
 from tests.support.service import (  # noqa: F401 (fixtures)
     BOT_TOKEN,
     fake_slack_fixture,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID
+from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID
 from services.job_store import JobStatus
 from tasks.entry import STAGES
 from tests.support.fake_slack import Failure

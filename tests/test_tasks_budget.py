@@ -15,8 +15,8 @@ import redis
 
 from observability import budget
 from pipeline import offline_model
+from pipeline.constants import HEADER_JOB_ID, LLM_SPEND_KEY
 from pipeline.models import Job, SlackMessage
-from services.constants import HEADER_JOB_ID, LLM_SPEND_KEY
 from services.job_store import JobStatus, JobStore
 from tasks.entry import STAGES
 from tasks.llm_budget import BUDGET_OFFLINE, with_budget_note

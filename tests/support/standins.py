@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from pipeline.errors import FetchNetworkError, SourceUnavailableError
 from pipeline.models import (
     Commentary,
@@ -38,7 +39,6 @@ from pipeline.models import (
     Source,
 )
 from pipeline.settings import Settings
-from services.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from tasks import pipeline_calls, runtime
 
 
