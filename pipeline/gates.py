@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.models import Commentary, Coverage, Evidence, Facts, GateReport, GateResult, Job
-from pipeline.sanitize import allowed_url_keys, find_mentions, find_urls, url_key
+from pipeline.sanitize import allowed_url_keys, find_links, find_mentions, link_key
 from pipeline.settings import Settings
 from pipeline.text import citable_sentences, split_sentences
 
@@ -171,15 +171,16 @@ def _gate_urls(
     commentary: Commentary, facts: Facts, evidence: Evidence, job: Job
 ) -> tuple[bool, str]:
     allowed = allowed_url_keys(evidence, job.message_text, facts)
-    found = [u for text in commentary_texts(commentary) for u in find_urls(text)]
-    found += [t.url for t in commentary.similar_tech if t.url and not find_urls(t.url)]
-    bad = sorted({u for u in found if url_key(u) not in allowed})
+    # Bare domains count: Slack links "evil.com/setup.exe" as it links https://evil.com.
+    found = [u for text in commentary_texts(commentary) for u in find_links(text)]
+    found += [t.url for t in commentary.similar_tech if t.url and not find_links(t.url)]
+    bad = sorted({u for u in found if link_key(u) not in allowed})
     if bad:
         return False, (
-            "remove these URLs, they are in neither the source's content nor the Slack "
-            "message: " + ", ".join(bad)
+            "remove these links (URLs or domain names), they are in neither the source's "
+            "content nor the Slack message: " + ", ".join(bad)
         )
-    return True, f"{len(found)} URLs, all from the evidence or the message"
+    return True, f"{len(found)} links, all from the evidence or the message"
 
 
 def _gate_mentions(commentary: Commentary) -> tuple[bool, str]:

@@ -7,11 +7,14 @@ Model text is untrusted: the model read a web page that may carry instructions (
   ``<@U...>``/``<@W...>``, ``<!subteam^...>`` and bare ``@channel``/``@here``/``@everyone``;
 - drop every link whose URL is in neither the evidence nor the original Slack message (raw URLs,
   Slack ``<url|label>`` links and Markdown ``[label](url)`` links; the label stays as text);
+- defuse every bare domain (``evil.com/setup.exe``, ``www.example.org``: Slack links those
+  too, see :mod:`pipeline.domains`) whose host is in neither: it becomes ``evil[.]com``. A bare
+  domain is compared by host only (``www.`` and case ignored), a full URL by its whole address;
 - escape ``& < >`` in the model's text, while the links we keep are rebuilt by us in Slack's
   ``<url|label>`` syntax (which must not be escaped).
 
-The same URL and mention finders serve the quality gates, so what the gates reject is exactly
-what this module would strip.
+The same finders (:func:`find_links`, :func:`find_mentions`) serve the quality gates, so what
+the gates reject is exactly what this module would strip.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.domains import defuse_bare_domains, find_bare_domains, host_key, trim_link_tail
 from pipeline.models import Evidence, Facts
 
 # Slack's special tokens. ``<!channel|label>`` style variants exist, hence the optional part.
@@ -35,7 +39,7 @@ _TOKEN = re.compile(
     r"|(?P<raw>\bhttps?://[^\s<>|\"'`]+)",
     re.I,
 )
-_TRAILING_PUNCT = ".,;:!?'\"*_~"
+_SCHEME = re.compile(r"https?://", re.I)
 
 
 def find_mentions(text: str) -> list[str]:
@@ -45,21 +49,13 @@ def find_mentions(text: str) -> list[str]:
     ]
 
 
-def _trim_url(url: str) -> str:
-    """Drop punctuation that ends a sentence rather than the URL (and an unbalanced ``)``)."""
-
-    def ends_badly(u: str) -> bool:
-        return u[-1] in _TRAILING_PUNCT or (u[-1] == ")" and u.count("(") < u.count(")"))
-
-    while url and ends_badly(url):
-        url = url[:-1]
-    return url
+_trim_url = trim_link_tail
 
 
 def _angle_url(inner: str) -> tuple[str, str | None] | None:
     """``https://x|label`` -> (url, label); None when the token is not a web link."""
     url, _, label = inner.partition("|")
-    if not re.match(r"https?://", url, re.I):
+    if not _SCHEME.match(url):
         return None
     return url.strip(), (label or None)
 
@@ -79,6 +75,35 @@ def find_urls(text: str) -> list[str]:
         else:
             urls.append(_trim_url(m.group("raw")))
     return [u for u in urls if u]
+
+
+def _visible_parts(text: str) -> list[str]:
+    """The text a reader sees outside the URLs themselves: the text between link tokens, link
+    labels, and Slack tokens that are not links (shown literally, or as a channel name)."""
+    parts, pos = [], 0
+    for m in _TOKEN.finditer(text):
+        parts.append(text[pos : m.start()])
+        pos = m.end()
+        if m.group("angle") is not None:
+            parsed = _angle_url(m.group("angle"))
+            parts.append((parsed[1] or "") if parsed else m.group(0))
+        elif m.group("md_url") is not None:
+            parts.append(m.group("md_label"))
+    parts.append(text[pos:])
+    return parts
+
+
+def find_links(text: str) -> list[str]:
+    """Every link in ``text``: the http(s) URLs of :func:`find_urls`, then the bare domains
+    (``evil.com/setup.exe``) a reader would see, as written. Check them with :func:`link_key`."""
+    bare = [d.text for part in _visible_parts(text) for d in find_bare_domains(part)]
+    return find_urls(text) + bare
+
+
+def link_key(link: str) -> str:
+    """The key to look up in :func:`allowed_url_keys`: :func:`url_key` for a URL with a scheme,
+    :func:`pipeline.domains.host_key` (host only) for a bare domain."""
+    return url_key(link) if _SCHEME.match(link.strip()) else host_key(link)
 
 
 def url_key(url: str) -> str:
@@ -121,11 +146,16 @@ def looks_injected(sentence: str) -> bool:
 
 def urls_in_evidence_text(text: str) -> list[str]:
     """URLs of a piece of evidence text, except those in sentences that address the bot."""
+    return links_in_evidence_text(text, bare=False)
+
+
+def links_in_evidence_text(text: str, bare: bool = True) -> list[str]:
+    """URLs and (with ``bare``) bare domains of evidence text, except those in sentences that
+    address the bot."""
     from pipeline.text import split_sentences
 
-    return [
-        u for sent in split_sentences(text) if not looks_injected(sent) for u in find_urls(sent)
-    ]
+    find = find_links if bare else find_urls
+    return [u for sent in split_sentences(text) if not looks_injected(sent) for u in find(sent)]
 
 
 def allowed_url_keys(
@@ -134,24 +164,30 @@ def allowed_url_keys(
     facts: Facts | None = None,
     extra: Iterable[str] = (),
 ) -> set[str]:
-    """URLs the reply may contain: the evidence (its urls, sources' urls, URLs inside snippet
+    """Links the reply may contain: the evidence (its urls, sources' urls, links inside snippet
     text, pages read through the Stage A tool and their text) and the original Slack message.
-    URLs inside evidence sentences that address the bot (:func:`looks_injected`) are left out."""
-    urls: list[str] = list(extra)
+    Links inside evidence sentences that address the bot (:func:`looks_injected`) are left out.
+
+    The set holds a :func:`url_key` for every full URL and a host key for the host of every URL
+    and bare domain; look a link up with :func:`link_key`."""
+    links: list[str] = list(extra)
     if evidence is not None:
-        urls += [evidence.url, evidence.canonical_url]
-        urls += [s.url for s in evidence.sources]
+        links += [evidence.url, evidence.canonical_url]
+        links += [s.url for s in evidence.sources]
         for source in evidence.sources:
             for value in source.metadata.values():
-                urls += urls_in_evidence_text(str(value))
+                links += links_in_evidence_text(str(value))
         for snippet in evidence.snippets:
-            urls += urls_in_evidence_text(snippet.text)
+            links += links_in_evidence_text(snippet.text)
     if facts is not None:  # pages read through the Stage A fetch_url tool are evidence too
-        urls += facts.fetched_urls
+        links += facts.fetched_urls
         for snippet in facts.fetched_snippets:
-            urls += urls_in_evidence_text(snippet.text)
-    urls += find_urls(message_text)
-    return {url_key(u) for u in urls if u}
+            links += links_in_evidence_text(snippet.text)
+    links += find_links(message_text)
+    keys = {host_key(link) for link in links if link}
+    keys |= {url_key(link) for link in links if link and _SCHEME.match(link.strip())}
+    keys.discard(host_key(""))
+    return keys
 
 
 def escape_text(text: str) -> str:
@@ -174,9 +210,10 @@ def strip_mentions(text: str) -> str:
     return _BARE_MENTION.sub("", _SPECIAL_MENTION.sub("", text))
 
 
-def _clean_plain(text: str) -> str:
-    """Plain model text between links: mentions stripped, then escaped."""
-    return escape_text(strip_mentions(text))
+def _clean_plain(text: str, allowed: set[str]) -> str:
+    """Plain model text between links: mentions stripped, foreign bare domains defused, then
+    escaped."""
+    return escape_text(defuse_bare_domains(strip_mentions(text), allowed))
 
 
 def sanitize_text(text: str, allowed: set[str]) -> str:
@@ -184,36 +221,39 @@ def sanitize_text(text: str, allowed: set[str]) -> str:
     out: list[str] = []
     pos = 0
     for m in _TOKEN.finditer(text):
-        out.append(_clean_plain(text[pos : m.start()]))
+        out.append(_clean_plain(text[pos : m.start()], allowed))
         pos = m.end()
         if m.group("angle") is not None:
             inner = m.group("angle")
             parsed = _angle_url(inner)
             if parsed is not None:
                 url, label = parsed
-                if url_key(url) in allowed:
-                    out.append(slack_link(url, label))
+                if url_key(url) in allowed:  # its label must not name another site
+                    out.append(slack_link(url, label and defuse_bare_domains(label, allowed)))
                 elif label:
-                    out.append(_clean_plain(label))
+                    out.append(_clean_plain(label, allowed))
             elif _SPECIAL_MENTION.fullmatch(m.group(0)):
                 continue
             elif inner.startswith("#"):  # channel link: keep only its readable name
                 name = inner.partition("|")[2] or inner[1:]
-                out.append(_clean_plain("#" + name))
+                out.append(_clean_plain("#" + name, allowed))
             elif re.match(r"[!@]|mailto:", inner, re.I):
                 continue  # other Slack commands/user tokens and mail links: never from a model
             else:
-                out.append(_clean_plain(m.group(0)))  # plain "<text>": shown literally
+                out.append(_clean_plain(m.group(0), allowed))  # plain "<text>": shown literally
         elif m.group("md_url") is not None:
             label, url = m.group("md_label"), m.group("md_url")
-            out.append(slack_link(url, label) if url_key(url) in allowed else _clean_plain(label))
+            if url_key(url) in allowed:
+                out.append(slack_link(url, defuse_bare_domains(label, allowed)))
+            else:
+                out.append(_clean_plain(label, allowed))
         else:
             raw = m.group("raw")
             url = _trim_url(raw)
             if url_key(url) in allowed:
                 out.append(slack_link(url))
-            out.append(_clean_plain(raw[len(url) :]))
-    out.append(_clean_plain(text[pos:]))
+            out.append(_clean_plain(raw[len(url) :], allowed))
+    out.append(_clean_plain(text[pos:], allowed))
     return _tidy("".join(out))
 
 

@@ -122,6 +122,16 @@ def test_good_commentary_passes_every_named_gate(settings):
             "urls",
             "evil.example.com",
         ),
+        (
+            {
+                "summary": " ".join(SUMMARY_SENTENCES[:10])
+                + " Get evil-downloads.com/setup.exe now."
+            },
+            "urls",
+            "evil-downloads.com/setup.exe",
+        ),
+        ({"tldr": ["Mirror at www.evil.example.com today.", "Two.", "Three."]}, "urls", "www.evil"),
+        ({"tags": ["queues", "bit.ly/x"]}, "urls", "bit.ly/x"),
         ({"tldr": ["Hi <!channel> look.", "Two.", "Three."]}, "mentions", "<!channel>"),
         (
             {"projects": ["**General** — ping <@U123ABC>.", "**General** — and @here."]},
