@@ -2,22 +2,31 @@
 
 - ``extract_links(text, blocks=None, limit=...)``: the http(s) links of a message, in order,
   without duplicates (by ``canonical_url``), from Slack's ``<url|label>`` / ``<url>`` markup and
-  from ``rich_text`` blocks; user, channel, special mentions and ``mailto:`` are skipped.
+  from ``rich_text`` blocks; user, channel, special mentions and ``mailto:`` are skipped, and so
+  is a link that cannot be parsed (bad port, broken IPv6 literal, overlong): one log line, the
+  other links of the message go on.
 - ``normalize_url(url)``: the URL to fetch: tracking parameters removed, nothing else changed
   that could change what the server returns.
 - ``canonical_url(url)``: the dedupe key: lower-case scheme and host, no default port, no
   fragment, no trailing slash, sorted query, arXiv and GitHub links reduced to the paper or
-  repository they name.
+  repository they name. Both raise ``ValueError`` for a URL that cannot be parsed.
 - ``arxiv_id_from_url(url)`` / ``github_repo_from_url(url)``: what the adapters dispatch on.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+log = logging.getLogger("technoshare.links")
+
+# Longer than any link worth reading (browsers and CDNs cap near 2-8 KB); a longer one is noise
+# or an attack on the regexes and queries downstream.
+MAX_URL_CHARS = 4096
 
 # Query parameters that only track where a click came from.
 _TRACKING_EXACT = frozenset(
@@ -185,10 +194,9 @@ def canonical_url(url: str) -> str:
 
 
 def _is_web_url(candidate: str) -> bool:
-    try:
-        parts = urlsplit(candidate)
-    except ValueError:
-        return False
+    """An http(s) URL with a host; ``ValueError`` when it cannot be parsed (port included)."""
+    parts = urlsplit(candidate)
+    _ = parts.port  # parsed lazily by urllib: out of range or not a number raises here
     return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
 
 
@@ -234,18 +242,30 @@ def extract_links(
     """
     seen: set[str] = set()
     out: list[str] = []
+    unparseable: list[tuple[str, str]] = []  # (link, why): logged once for the whole message
     candidates = list(_links_in_text(text or ""))
     if blocks:
         candidates.extend(_links_in_blocks(blocks))
     for raw in candidates:
-        url = normalize_url(raw)
-        if not _is_web_url(url):
+        try:
+            if len(raw) > MAX_URL_CHARS:
+                raise ValueError(f"longer than {MAX_URL_CHARS} characters")
+            url = normalize_url(raw)
+            if not _is_web_url(url):
+                continue
+            key = canonical_url(url)
+        except ValueError as exc:
+            unparseable.append((raw, str(exc)))
             continue
-        key = canonical_url(url)
         if key in seen:
             continue
         seen.add(key)
         out.append(url)
         if limit is not None and len(out) >= limit:
             break
+    if unparseable:
+        first, why = unparseable[0]
+        log.warning(
+            "skipped %d unparseable link(s), first %r: %s", len(unparseable), first[:120], why
+        )
     return out

@@ -131,3 +131,40 @@ def test_github_repos_from_paths_only_on_github_host():
     assert github_repo_from_url("https://github.com/encode") is None
     assert github_repo_from_url("https://github.com.evil.example/encode/httpx") is None
     assert github_repo_from_url("https://gist.github.com/encode/abc") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://example.com:99999/",  # port out of range
+        "https://example.com:http/",  # port not a number
+        "http://[::1/",  # unterminated IPv6 literal
+        "http://[zz::1]/",  # not an IPv6 address
+        "https://example.com/" + "a" * 5000,  # overlong
+    ],
+    ids=["port-range", "port-nan", "ipv6-open", "ipv6-invalid", "overlong"],
+)
+def test_an_unparseable_link_is_skipped_with_one_log_line_and_the_others_kept(bad, caplog):
+    text = f"<https://a.example/1> <{bad}> <https://b.example/2>"
+    assert extract_links(text) == ["https://a.example/1", "https://b.example/2"]
+    [record] = caplog.records
+    assert record.name == "technoshare.links" and "skipped 1 unparseable" in record.getMessage()
+    assert record.exc_info is None
+
+
+def test_unparseable_links_in_blocks_and_bare_text_are_skipped_too(caplog):
+    blocks = [{"type": "link", "url": "https://blocks.example:70000/x"},
+              {"type": "link", "url": "https://blocks.example/ok"}]  # fmt: skip
+    text = "see https://bare.example:123456/ and https://bare.example/ok"
+    assert extract_links(text, blocks=blocks) == [
+        "https://bare.example/ok",
+        "https://blocks.example/ok",
+    ]
+    assert len(caplog.records) == 1 and "skipped 2" in caplog.records[0].getMessage()
+
+
+def test_canonical_and_normalize_raise_value_error_for_what_they_cannot_parse():
+    with pytest.raises(ValueError):
+        canonical_url("https://example.com:99999/")
+    with pytest.raises(ValueError):
+        normalize_url("http://[::1/?utm_source=x")
