@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     slack_ops_channel: str | None = None
     repeat_window_days: int = 7  # same canonical URL answered in the channel within N days
 
+    # --- ingest HTTP endpoint (services/ingest.py) -----------------------------------------
+    ingest_max_body_bytes: int = 1024 * 1024  # Slack's payloads are a few KB; larger: 413
+    ingest_read_timeout_seconds: float = 5.0  # whole body within this, else 408
+    ingest_redis_retry_seconds: float = 10.0  # Redis/broker retry budget per call, then 503
+
     # --- Redis / Celery ------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
     celery_result_url: str | None = None  # defaults to redis_url

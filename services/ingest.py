@@ -7,197 +7,121 @@ checks): it needs only redis, celery's client side, slack_sdk and ``pipeline.lin
 
 Routes: POST /slack/events, POST /slack/commands (``/technoshare <url>``), GET /healthz,
 GET /readyz (Redis reachable).
+
+Hostile or malformed requests get a 4xx and one log line, never a traceback: the body is
+bounded in size (``INGEST_MAX_BODY_BYTES``: 413, checked on ``Content-Length`` before reading)
+and time (``INGEST_READ_TIMEOUT_SECONDS``: 408), see services/slack_request.py. Redis down past
+the retry budget (``INGEST_REDIS_RETRY_SECONDS``) is a 503 with ``Retry-After``: Slack retries
+and the dedupe keys make the retry safe. The handlers live in services/slack_events.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import urllib.parse
-from collections.abc import Callable
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable
 
-from slack_sdk.signature import Clock, SignatureVerifier
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from slack_sdk.signature import Clock
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.errors import ConfigError
-from pipeline.links import canonical_url, extract_links
-from pipeline.models import Job
 from pipeline.settings import Settings, get_settings
-from services.feedback import SendFeedback, celery_feedback_sender, reaction_feedback
 from services.job_store import JobStore
-from services.slack_client import EYES, SlackSink, make_sink
+from services.slack_client import make_sink
+from services.slack_events import (  # IngestService: public here too (tests, callers)
+    COMMAND_FIELDS,
+    CeleryPublisher,
+    IngestService,
+    RedisUnavailable,
+    event_callback_problem,
+)
+from services.slack_request import RequestRefused, SlackSignature, parse_form, parse_json, read_body
 
 log = logging.getLogger("technoshare.ingest")
 
-MAX_MESSAGE_TEXT = 4000  # kept on the job: the gates allow links that appear in the message
-ALLOWED_SUBTYPES = frozenset({"", "file_share", "thread_broadcast", "me_message"})
-Enqueue = Callable[[str], None]
+RETRY_AFTER_SECONDS = 30  # Slack retries on its own schedule (about 1 and 5 min); a hint only
+REDIS_SOCKET_TIMEOUT = 2.0  # per Redis call: a hung Redis is an outage, not a hung request
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def celery_enqueue(settings: Settings) -> Enqueue:
+def celery_enqueue(settings: Settings) -> Callable[[str], None]:
     """Publish ``technoshare.start_job`` by name: the stage code is never imported here."""
-    from tasks.app import create_app
-
-    client = create_app(settings)
-
-    def enqueue(job_id: str) -> None:
-        client.send_task("technoshare.start_job", args=[job_id])
-
-    return enqueue
+    return CeleryPublisher(settings).enqueue
 
 
-class IngestService:
-    """The handlers shared by the HTTP endpoint and Socket Mode."""
+def ingest_job_store(settings: Settings) -> JobStore:
+    """Bounded Redis calls with no retries inside redis-py: ``RedisRetry`` owns the backoff."""
+    client = redis.Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+    return JobStore(client)
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: JobStore,
-        enqueue: Enqueue,
-        sink: SlackSink,
-        send_feedback: SendFeedback | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.enqueue = enqueue
-        self.sink = sink
-        self.send_feedback = send_feedback
 
-    # --- events -----------------------------------------------------------------------------
-    def handle_event_callback(self, payload: dict[str, Any]) -> list[Job]:
-        """Jobs enqueued for one event delivery ([] when filtered out or already seen)."""
-        event_id = str(payload.get("event_id") or "")
-        if event_id and not self.store.claim_event(event_id):
-            log.info("event %s already accepted (Slack retry or duplicate delivery)", event_id)
-            return []
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+
+
+def guarded(endpoint: Endpoint) -> Endpoint:
+    """Map every failure of an endpoint to a status and ONE log line (no traceback)."""
+
+    async def guarded_endpoint(request: Request) -> Response:
+        where = f"{request.method} {request.url.path}"
         try:
-            event = payload.get("event") or {}
-            feedback = reaction_feedback(event, self.settings.slack_bot_user_id)
-            if feedback is not None:  # a 👍/👎 on one of our replies: MLflow feedback, no job
-                if self.send_feedback is not None:
-                    self.send_feedback(feedback)
-                return []
-            return self._enqueue_links(self._wanted(event))
-        except Exception:
-            if event_id:  # let Slack's retry of this event through
-                self.store.release_event(event_id)
-            raise
+            return await endpoint(request)
+        except RequestRefused as refusal:
+            log.warning("%s refused %d: %s", where, refusal.status, refusal.reason)
+            headers = {"Connection": "close"} if refusal.close else None
+            return PlainTextResponse(refusal.public, refusal.status, headers=headers)
+        except RedisUnavailable as exc:
+            log.error("%s answered 503, Redis unreachable: %s", where, exc)
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return PlainTextResponse("redis unavailable, retry later", 503, headers=headers)
+        except ClientDisconnect:
+            log.info("%s: client went away before the body was complete", where)
+            return Response(status_code=400)  # nobody is left to read it
+        except Exception as exc:  # noqa: BLE001 - last resort: a bug, not the request's fault
+            log.error("%s internal error at %s: %s: %s", where, _where(exc), type(exc).__name__,
+                      exc)  # fmt: skip
+            return PlainTextResponse("internal error", 500)
 
-    def _ours(self, message: dict[str, Any]) -> bool:
-        bot_user = self.settings.slack_bot_user_id
-        return bool(
-            message.get("bot_id")
-            or message.get("subtype") == "bot_message"
-            or (bot_user and message.get("user") == bot_user)
-        )
+    return guarded_endpoint
 
-    def _wanted(self, event: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]] | None:
-        """(message, channel, new links) of an event worth answering, else None."""
-        kind, channel = event.get("type"), str(event.get("channel") or "")
-        if kind == "app_mention":  # an explicit request: any channel the bot is in, any thread
-            if self._ours(event):
-                return None
-            return event, channel, self._links(event)
-        if kind != "message":
-            return None
-        if self.settings.slack_channels and channel not in self.settings.slack_channels:
-            return None
-        subtype = str(event.get("subtype") or "")
-        if subtype == "message_changed":
-            message = event.get("message") or {}
-            before = {canonical_url(u) for u in self._links(event.get("previous_message") or {})}
-            links = [u for u in self._links(message) if canonical_url(u) not in before]
-        elif subtype in ALLOWED_SUBTYPES:
-            message, links = event, self._links(event)
-        else:
-            return None
-        if self._ours(message) or not links:
-            return None
-        thread_ts, ts = message.get("thread_ts"), message.get("ts")
-        if thread_ts and thread_ts != ts and not self.settings.slack_process_thread_replies:
-            return None
-        return message, channel, links
 
-    def _links(self, message: dict[str, Any]) -> list[str]:
-        limit = self.settings.slack_max_links_per_message
-        return extract_links(message.get("text") or "", message.get("blocks"), limit=limit)
+class OneLineErrors:
+    """Outermost safety net: anything escaping the app (a background task, the router) is one
+    log line, and a 500 only when no response was started; uvicorn never logs a traceback."""
 
-    def _enqueue_links(self, wanted: tuple[dict[str, Any], str, list[str]] | None) -> list[Job]:
-        if wanted is None:
-            return []
-        message, channel, links = wanted
-        ts = str(message.get("ts") or "")
-        thread_ts = message.get("thread_ts") if message.get("thread_ts") != ts else None
-        jobs = [
-            self._job(channel, ts, message, url, message_ts=ts, thread_ts=thread_ts)
-            for url in links
-        ]
-        return [j for j in jobs if j is not None]
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    def _job(
-        self,
-        channel: str,
-        key: str,
-        message: dict[str, Any],
-        url: str,
-        *,
-        message_ts: str,
-        thread_ts: str | None,
-    ) -> Job | None:
-        """Claim (channel, key, link) and enqueue its job; None when claimed before."""
-        canonical = canonical_url(url)
-        if not self.store.claim_message_link(channel, key, canonical):
-            return None  # this link of this message is queued already
-        job = Job(
-            job_id=Job.make_id(channel, key, canonical),
-            channel_id=channel,
-            message_ts=message_ts,
-            thread_ts=thread_ts,
-            user_id=message.get("user"),
-            message_text=str(message.get("text") or "")[:MAX_MESSAGE_TEXT],
-            url=url,
-            canonical_url=canonical,
-        )
-        if self.store.create(job):
-            try:
-                self.enqueue(job.job_id)
-            except Exception:  # broker down: undo, so Slack's retry of the event gets through
-                self.store.delete(job.job_id)
-                self.store.release_message_link(channel, key, canonical)
-                raise
-            log.info("queued job %s for %s in %s/%s", job.job_id, canonical, channel, key)
-        return job
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
 
-    # --- slash command ----------------------------------------------------------------------
-    def handle_command(self, form: dict[str, str]) -> dict[str, Any]:
-        """``/technoshare <url>``: analyse links on demand; the answer is a new channel message."""
-        links = extract_links(form.get("text", ""), limit=self.settings.slack_max_links_per_message)
-        if not links:
-            return {"response_type": "ephemeral", "text": "Usage: /technoshare <link>"}
-        channel = form.get("channel_id", "")
-        key = "cmd-" + (form.get("trigger_id") or f"{form.get('user_id')}-{form.get('text')}")
-        message = {"user": form.get("user_id"), "text": form.get("text", "")}
-        # No Slack message to thread under or react to: the reply is a new channel message.
-        jobs = [self._job(channel, key, message, u, message_ts="", thread_ts=None) for u in links]
-        queued = [j for j in jobs if j is not None]
-        return {"response_type": "ephemeral", "text": f"Queued {len(queued)} link(s)."}
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
 
-    # --- after the response -----------------------------------------------------------------
-    def react_queued(self, jobs: list[Job]) -> None:
-        """👀 on each message with new jobs. Best effort: never fails the request."""
-        for channel, ts in {(j.channel_id, j.message_ts) for j in jobs if j.message_ts}:
-            try:
-                self.sink.add_reaction(channel, ts, EYES)
-            except Exception as exc:  # noqa: BLE001 - cosmetic
-                log.warning("could not add :eyes: to %s/%s: %s", channel, ts, exc)
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the last resort
+            log.error("unhandled %s at %s: %s", type(exc).__name__, _where(exc), exc)
+            if scope["type"] == "http" and not started:
+                await PlainTextResponse("internal error", 500)(scope, receive, send)
 
 
 # --- HTTP --------------------------------------------------------------------------------
@@ -208,51 +132,49 @@ def create_app(
     clock: Clock | None = None,
 ) -> Starlette:
     settings = settings or get_settings()
-    svc = service or IngestService(
-        settings,
-        JobStore.from_settings(settings),
-        celery_enqueue(settings),
-        make_sink(settings),
-        celery_feedback_sender(settings),
-    )
+    if service is None:
+        publisher = CeleryPublisher(settings)
+        service = IngestService(
+            settings, ingest_job_store(settings), publisher.enqueue, make_sink(settings),
+            publisher.send_feedback,
+        )  # fmt: skip
+    svc = service
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     )
-    verifier = SignatureVerifier(secret, clock=clock or Clock()) if secret else None
+    signature = SlackSignature(secret, clock) if secret else None
+    max_bytes, read_timeout = settings.ingest_max_body_bytes, settings.ingest_read_timeout_seconds
 
-    def verified(request: Request, body: bytes) -> bool:
-        if verifier is None:
+    async def signed_body(request: Request) -> bytes:
+        """The raw body, read only when its signature headers pass, and verified."""
+        if signature is None:
             log.error("SLACK_SIGNING_SECRET is not set: refusing every Events API request")
-            return False
-        return verifier.is_valid(
-            body,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-        )
+            raise RequestRefused(401, "no signing secret configured", "invalid signature")
+        timestamp, claimed = signature.check_headers(request.headers)
+        body = await read_body(request, max_bytes=max_bytes, timeout=read_timeout)
+        signature.verify(timestamp, claimed, body)
+        return body
 
     async def events(request: Request) -> Response:
-        body = await request.body()
-        if not verified(request, body):
-            return PlainTextResponse("invalid signature", status_code=401)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return PlainTextResponse("malformed JSON", status_code=400)
+        payload = parse_json(await signed_body(request))
         if not isinstance(payload, dict):
-            return PlainTextResponse("malformed payload", status_code=400)
+            raise RequestRefused(400, f"payload is {type(payload).__name__}, not an object")
         if payload.get("type") == "url_verification":
-            return JSONResponse({"challenge": payload.get("challenge", "")})
+            challenge = payload.get("challenge")
+            if not isinstance(challenge, str):
+                raise RequestRefused(400, "url_verification without a string challenge")
+            return JSONResponse({"challenge": challenge})
         if payload.get("type") != "event_callback":
             return JSONResponse({"ok": True, "ignored": True})
+        problem = event_callback_problem(payload)
+        if problem:
+            raise RequestRefused(400, f"malformed event_callback: {problem}")
         jobs = await run_in_threadpool(svc.handle_event_callback, payload)
         background = BackgroundTask(svc.react_queued, jobs) if jobs else None
         return JSONResponse({"ok": True, "jobs": [j.job_id for j in jobs]}, background=background)
 
     async def commands(request: Request) -> Response:
-        body = await request.body()
-        if not verified(request, body):
-            return PlainTextResponse("invalid signature", status_code=401)
-        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
+        form = parse_form(await signed_body(request), required=COMMAND_FIELDS)
         return JSONResponse(await run_in_threadpool(svc.handle_command, form))
 
     async def healthz(request: Request) -> Response:
@@ -266,11 +188,12 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/slack/events", events, methods=["POST"]),
-            Route("/slack/commands", commands, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ]
+            Route("/slack/events", guarded(events), methods=["POST"]),
+            Route("/slack/commands", guarded(commands), methods=["POST"]),
+            Route("/healthz", guarded(healthz), methods=["GET"]),
+            Route("/readyz", guarded(readyz), methods=["GET"]),
+        ],
+        middleware=[Middleware(OneLineErrors)],
     )
     app.state.service = svc
     return app

@@ -1,12 +1,14 @@
 """Ingest handlers over HTTP (Starlette test client) with a real redis-server and fake Slack.
 
-Enqueueing is recorded instead of published here; tests/test_e2e_service.py runs the real
-uvicorn server against real workers.
+Enqueueing is recorded instead of published here (except in the Redis blip test);
+tests/test_e2e_service.py runs the real uvicorn server against real workers, and
+tests/test_ingest_fuzz.py throws generated hostile requests at the app.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -17,8 +19,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from starlette.testclient import TestClient
 
 from pipeline.settings import Settings
-from services.ingest import IngestService, create_app
+from services.ingest import IngestService, create_app, ingest_job_store
 from services.job_store import JobStore
+from services.processes import free_port
 from services.slack_client import WebApiSink
 from services.socket_mode import handle_request
 from tests.support.service import (  # noqa: F401 - fixtures
@@ -44,8 +47,8 @@ class FixedClock:
         return self.value
 
 
-@pytest.fixture
-def ingest(redis_client, fake_slack, monkeypatch):
+@pytest.fixture(name="ingest")
+def ingest_fixture(redis_client, fake_slack, monkeypatch):
     fake_slack.reset()
     settings = Settings(
         slack_signing_secret=SIGNING_SECRET,
@@ -236,9 +239,12 @@ def test_a_failed_enqueue_lets_slacks_retry_through(ingest):
 
     ingest.service.enqueue = broken
     payload = message_event(f"<{A}>", event_id="Ev1", ts="1.1")
-    with pytest.raises(ConnectionError):
-        send(ingest, payload)
+    resp = send(ingest, payload)
+    assert resp.status_code == 503 and resp.headers["Retry-After"]  # Slack retries; never a 500
     assert not ingest.service.store.r.keys("ts:job:*")  # undone: nothing half-queued
+    assert not ingest.service.store.r.keys("ts:msglink:*") and not ingest.service.store.r.keys(
+        "ts:event:*"
+    )
     assert send(ingest, payload, **{"X-Slack-Retry-Num": "1"}).status_code == 200
     assert len(ingest.enqueued) == 1
 
@@ -269,7 +275,8 @@ def test_socket_mode_uses_the_same_handlers(ingest, fake_slack):
     handle_request(ingest.service, client, SocketModeRequest("events_api", "env2", payload))
     assert len(ingest.enqueued) == 1
     assert [r.envelope_id for r in client.responses] == ["env1", "env2"]
-    command = {"command": "/technoshare", "text": B, "channel_id": CHANNEL, "trigger_id": "t9"}
+    command = {"command": "/technoshare", "text": B, "channel_id": CHANNEL, "trigger_id": "t9",
+               "user_id": "U1"}  # fmt: skip
     handle_request(ingest.service, client, SocketModeRequest("slash_commands", "env3", command))
     assert "Queued 1" in client.responses[-1].payload["text"]
     assert len(ingest.enqueued) == 2
@@ -290,3 +297,152 @@ def test_sign_helper_matches_slack_sdk():
 
     body, ts = b"{}", int(time.time())
     assert SignatureVerifier(SIGNING_SECRET).is_valid(body, str(ts), sign(body, ts))
+
+
+# --- hostile and malformed requests: a 4xx and one log line, never a traceback ----------------
+def assert_one_line_logged(caplog) -> None:
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(noisy) == 1, [r.getMessage() for r in noisy]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in caplog.records)
+
+
+def forged_headers(now: float) -> dict:
+    """Well-formed, fresh signature headers that do not match any body."""
+    return {"X-Slack-Request-Timestamp": str(int(now)), "X-Slack-Signature": "v0=" + "a" * 64}
+
+
+@pytest.mark.parametrize(
+    "bad_headers",
+    [
+        lambda ok: {**ok, "X-Slack-Request-Timestamp": "not-a-number"},
+        lambda ok: {**ok, "X-Slack-Request-Timestamp": " " + ok["X-Slack-Request-Timestamp"]},
+        lambda ok: {**ok, "X-Slack-Request-Timestamp": "١٧٠٠٠٠٠٠٠٠".encode()},  # int() takes it
+        lambda ok: {**ok, "X-Slack-Request-Timestamp": "9" * 40},
+        lambda ok: {**ok, "X-Slack-Signature": b"v0=" + "é".encode() * 32},  # non-ASCII
+        lambda ok: {**ok, "X-Slack-Signature": ok["X-Slack-Signature"][3:]},  # no v0=
+        lambda ok: {**ok, "X-Slack-Signature": ok["X-Slack-Signature"].upper()},
+        lambda ok: {**ok, "X-Slack-Signature": "v1=" + ok["X-Slack-Signature"][3:]},
+        lambda ok: {**ok, "X-Slack-Signature": ok["X-Slack-Signature"][:-1]},
+        lambda ok: {k: v for k, v in ok.items() if k != "X-Slack-Request-Timestamp"},
+        lambda ok: {k: v for k, v in ok.items() if k != "X-Slack-Signature"},
+    ],
+    ids=["non-numeric-ts", "padded-ts", "non-ascii-digits-ts", "huge-ts", "non-ascii-sig",
+         "no-version", "upper-case", "other-version", "short", "no-ts", "no-sig"],
+)  # fmt: skip
+def test_each_bad_signature_form_is_401(ingest, caplog, bad_headers):
+    body = json.dumps(message_event(f"<{A}>", event_id="Ev1", ts="1.1")).encode()
+    resp = ingest.post("/slack/events", content=body, headers=bad_headers(signed_headers(body)))
+    assert resp.status_code == 401 and ingest.enqueued == []
+    assert not ingest.service.store.r.keys("ts:*")
+    assert_one_line_logged(caplog)
+
+
+DEEP = b'{"type": "event_callback", "event": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "event_callback", "text": "caf\xe9"}',  # Latin-1, not UTF-8
+        b"\xff\xfe{}",
+        b"not json at all",
+        b'{"type": "event_callback", "event": {}',
+        b"[1, 2, 3]",
+        b'"event_callback"',
+        DEEP,
+        b'{"type": "event_callback", "event_id": "E", "event": {"text": "\\ud800"}}',
+        b'{"type": "url_verification", "challenge": {"x": 1}}',
+        b'{"type": "event_callback", "event": [1, 2]}',
+        b'{"type": "event_callback", "event": "message"}',
+        b'{"type": "event_callback", "event": null}',
+        b'{"type": "event_callback", "event_id": 7, "event": {}}',
+        b'{"type": "event_callback", "event": {}, "n": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["latin-1", "utf-16-bom", "not-json", "truncated", "array", "string", "5000-deep",
+         "lone-surrogate", "challenge-object", "event-array", "event-string", "event-null",
+         "event-id-number", "huge-int"],
+)  # fmt: skip
+def test_each_malformed_body_is_400(ingest, caplog, body):
+    resp = ingest.post("/slack/events", content=body, headers=signed_headers(body))
+    assert resp.status_code == 400 and ingest.enqueued == []
+    assert_one_line_logged(caplog)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "message", "channel": CHANNEL, "ts": "1.1", "text": [f"<{A}>"]},
+        {"type": "message", "channel": {"id": CHANNEL}, "ts": "1.1", "text": f"<{A}>"},
+        {"type": "message", "channel": CHANNEL, "ts": "1.1", "text": "x", "blocks": f"<{A}>"},
+        {"type": "message", "channel": CHANNEL, "subtype": "message_changed", "message": "m"},
+        {"type": "reaction_added", "user": "U1", "reaction": "+1", "item": "message"},
+        {"type": ["message"], "channel": CHANNEL},
+    ],
+    ids=["text-list", "channel-object", "blocks-string", "changed-message-string",
+         "reaction-item-string", "type-list"],
+)  # fmt: skip
+def test_wrongly_typed_fields_inside_an_event_are_acknowledged_and_ignored(ingest, event):
+    resp = send(ingest, {"type": "event_callback", "event_id": "Ev1", "event": event})
+    assert resp.status_code == 200 and ingest.enqueued == []
+
+
+def test_fields_of_other_types_do_not_reach_the_job(ingest):
+    event = message_event(f"<{A}>", event_id="Ev1", ts="1.1", user=42, thread_ts=["x"])
+    assert send(ingest, event).status_code == 200
+    job = ingest.service.store.require(ingest.enqueued[0]).job
+    assert job.user_id is None and job.thread_ts is None
+
+
+def test_a_link_with_an_out_of_range_port_is_skipped_and_the_good_links_queue(ingest, caplog):
+    text = f"<https://example.com:99999/> <{A}> and <{B}>"
+    resp = send(ingest, message_event(text, event_id="Ev1", ts="1.1"))
+    assert resp.status_code == 200 and len(resp.json()["jobs"]) == 2
+    urls = {ingest.service.store.require(j).job.url for j in ingest.enqueued}
+    assert urls == {A, B}
+    [skipped] = [r for r in caplog.records if r.name == "technoshare.links"]
+    assert "99999" in skipped.getMessage()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"command": "/technoshare", "text": A, "user_id": "U1"},  # no channel
+        {"command": "/technoshare", "text": A, "channel_id": CHANNEL},  # no user
+        {"text": A, "channel_id": CHANNEL, "user_id": "U1"},  # no command
+    ],
+    ids=["no-channel", "no-user", "no-command"],
+)
+def test_a_slash_command_with_missing_fields_is_400(ingest, caplog, form):
+    body = urllib.parse.urlencode(form).encode()
+    resp = ingest.post("/slack/commands", content=body, headers=signed_headers(body))
+    assert resp.status_code == 400 and ingest.enqueued == []
+    assert_one_line_logged(caplog)
+
+
+def test_a_slash_command_form_that_is_not_utf8_is_400(ingest):
+    for body in (b"command=%2Ftechnoshare&channel_id=C&user_id=U&text=caf%E9", b"text=caf\xe9"):
+        resp = ingest.post("/slack/commands", content=body, headers=signed_headers(body))
+        assert resp.status_code == 400 and ingest.enqueued == []
+
+
+def test_a_bug_in_a_handler_is_one_log_line_and_a_500_not_a_traceback(ingest, caplog):
+    def broken(payload):
+        raise KeyError("bug")
+
+    ingest.service.handle_event_callback = broken
+    resp = send(ingest, message_event(f"<{A}>", event_id="Ev1", ts="1.1"))
+    assert resp.status_code == 500 and resp.text == "internal error"
+    assert_one_line_logged(caplog)
+
+
+def test_socket_mode_survives_malformed_envelopes_and_redis_down(ingest, caplog):
+    client = RecordingSocketClient()
+    bad = {"type": "event_callback", "event_id": "E1", "event": ["x"]}
+    handle_request(ingest.service, client, SocketModeRequest("events_api", "env1", bad))
+    down = IngestService(ingest.service.settings.model_copy(update={"ingest_redis_retry_seconds": 0.2}),
+                         ingest_job_store(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")),
+                         ingest.enqueued.append, ingest.service.sink)  # fmt: skip
+    ok = message_event(f"<{A}>", event_id="E2", ts="1.1")
+    handle_request(down, client, SocketModeRequest("events_api", "env2", ok))
+    assert [r.envelope_id for r in client.responses] == ["env1", "env2"]  # both acked
+    assert ingest.enqueued == [] and all(r.exc_info is None for r in caplog.records)
