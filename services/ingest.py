@@ -47,7 +47,14 @@ from services.slack_events import (  # IngestService: public here too (tests, ca
     RedisUnavailable,
     event_callback_problem,
 )
-from services.slack_request import RequestRefused, SlackSignature, parse_form, parse_json, read_body
+from services.slack_request import (
+    RequestRefused,
+    SlackSignature,
+    check_declared_length,
+    parse_form,
+    parse_json,
+    read_body,
+)
 
 log = logging.getLogger("technoshare.ingest")
 
@@ -150,6 +157,7 @@ def create_app(
         if signature is None:
             log.error("SLACK_SIGNING_SECRET is not set: refusing every Events API request")
             raise RequestRefused(401, "no signing secret configured", "invalid signature")
+        check_declared_length(request.headers, max_bytes)  # 413 even for an unsigned one
         timestamp, claimed = signature.check_headers(request.headers)
         body = await read_body(request, max_bytes=max_bytes, timeout=read_timeout)
         signature.verify(timestamp, claimed, body)
