@@ -11,9 +11,10 @@ Tech commentary is full of names that look like domains, so a token WITHOUT a pa
 - its TLD is also a common file extension or a short English/attribute word (``setup.py``,
   ``README.md``, ``main.rs``, ``run.sh``, ``model.pt``, ``archive.zip``, ``user.id``,
   ``df.at``, ``x.to``): :data:`NAME_LIKE_TLDS`. ``docs.rs/tokio`` or ``www.x.py`` still count;
-- its TLD is not lower case while the rest is not all caps: an arXiv category (``cs.AI``,
-  ``stat.ML``), ``Socket.IO``, ``System.Net``, a missing space in ``fast.It``. All caps is a
-  domain (``EVIL.COM``) except ``.NET``/``.IO``, product names (``ASP.NET``, ``VB.NET``);
+- its TLD is capitalised while the rest is not all caps (even with a path): an arXiv
+  category or old arXiv id (``cs.AI``, ``stat.ML``, ``cs.SE/0010035``), ``Socket.IO``,
+  ``System.Net``, a missing space in ``fast.It``. All caps is a domain (``EVIL.COM``) except
+  ``.NET``/``.IO``, product names (``ASP.NET``, ``VB.NET``);
 - its first label is a code object or module that is never a subdomain (``self``, ``this``,
   ``java``, ``np``...: :data:`CODE_ROOTS`), or, with two labels only, one that could also be a
   subdomain (``log.info``, ``app.dev``, ``console.info``: :data:`SHORT_CODE_ROOTS`); or it is
@@ -94,7 +95,7 @@ _BARE = re.compile(
     rf"(?<![^\W_])(?<![@./\\$-])"
     rf"(?P<host>(?:{_LABEL}\.)+(?P<tld>[a-z]{{2,24}}))(?![^\W_]|[@-])(?!\.[^\W_])"
     r"(?P<port>:\d{1,5}(?![\d:]))?"
-    r"(?P<path>/[^\s<>|\"'`]*)?",
+    r"(?P<path>/[^\s<>|\"'`“”‘’«»]*)?",  # a closing curly quote ends the link, as in Slack
     re.I,
 )
 _TRAILING_PUNCT = ".,;:!?'\"*_~"
@@ -151,12 +152,16 @@ def _is_domain(m: re.Match[str], text: str) -> bool:
     if tld.lower() not in KNOWN_TLDS:
         return False
     labels = host.split(".")
-    if m.group("path") or m.group("port") or labels[0].lower() == "www":
+    if labels[0].lower() == "www":
+        return True
+    if not tld.islower() and not host.isupper():
+        return False  # cs.AI, cs.SE/0010035 (an old arXiv id), Socket.IO, System.Net, "fast.It"
+    if m.group("path") or m.group("port"):
         return True
     if sum(label.isdigit() for label in labels[:-1]) >= 2:
         return False  # a version: 1.0.dev, 2.1.rc
-    if not tld.islower() and (not host.isupper() or tld in _PRODUCT_TLDS):
-        return False  # cs.AI, Socket.IO, System.Net, ASP.NET, "fast.It" (a missing space)
+    if tld in _PRODUCT_TLDS:
+        return False  # ASP.NET, VB.NET
     if tld.lower() in NAME_LIKE_TLDS and not (
         len(labels) > 2 and labels[-2].lower() in _SECOND_LEVEL
     ):

@@ -158,7 +158,7 @@ def test_host_keys_never_collide_with_url_keys():
         "She has a Ph.D. and an M.Sc. and a B.Tech degree.",
         "Node.js, Vue.js, Next.js, D3.js and Three.js are JavaScript.",
         "ASP.NET, VB.NET and Socket.IO are product names, as is System.IO.",
-        "The paper is filed under cs.AI and stat.ML on arXiv.",
+        "The paper is filed under cs.AI and stat.ML on arXiv, once as cs.SE/0010035.",
         "Call log.info(msg) or tensor.to(device) and read user.id and df.at.",
         "In Java, java.io and java.net are packages; np.ma and os.path are modules.",
         "It is fast.It is small.So is the other one.",
@@ -182,6 +182,6 @@ def test_full_urls_are_not_reported_twice():
 
 
 def test_trailing_punctuation_is_not_part_of_the_domain():
-    found = find_bare_domains("Go to evil.com/a/b). Or evil.org/x, or evil.net.")
-    assert [d.text for d in found] == ["evil.com/a/b", "evil.org/x", "evil.net"]
+    found = find_bare_domains("Go to evil.com/a/b). Or evil.org/x, or “evil.net/y”.")
+    assert [d.text for d in found] == ["evil.com/a/b", "evil.org/x", "evil.net/y"]
     assert [d.host for d in found] == ["evil.com", "evil.org", "evil.net"]
