@@ -1,7 +1,7 @@
 """Run the pipeline on every dataset example, offline, with a simple progress bar on stderr.
 
 Each example becomes a :class:`Job` (channel ``eval``, the example's Slack message text) and goes
-through ``pipeline.runner.run_pipeline`` exactly as ``technoshare run --recorded`` would: fetch
+through ``services.runner.run_job`` exactly as ``technoshare run --recorded`` would: fetch
 from the recorded web (``RecordedWeb``), stage A, stage B, gates with the one repair. An
 exception that is not a ``TechnoShareError`` is a pipeline bug: the example is recorded as a
 ``crash`` (and fails) so one bug does not hide the other results.
@@ -81,16 +81,17 @@ def make_eval_job(example: EvalExample) -> Job:
 def recorded_deps(
     settings: Settings, *, prompts_dir: Path | None = None, recorded_dir: Path | None = None
 ) -> Iterator[Any]:
-    """Pipeline dependencies with every request served by the recorded web (offline)."""
-    from pipeline.runner import default_deps
+    """Pipeline dependencies with every request served by the recorded web (offline), and
+    the prompt files under evaluation (the repository's, or ``prompts_dir``)."""
+    from pipeline.fetch import SafeFetcher
+    from pipeline.prompting import PROMPTS_DIR, FilePromptSource
     from services.recorded_web import RecordedWeb
+    from services.wiring import build_deps
 
     web = RecordedWeb(recorded_dir) if recorded_dir else RecordedWeb()
-    deps = default_deps(settings, transport=web.transport, resolver=web.resolver)
-    if prompts_dir is not None:
-        from pipeline.prompting import FilePromptSource
-
-        deps.prompts = FilePromptSource(prompts_dir)
+    fetcher = SafeFetcher(settings, transport=web.transport, resolver=web.resolver)
+    deps = build_deps(settings, fetcher=fetcher)
+    deps.prompts = FilePromptSource(prompts_dir or PROMPTS_DIR)
     try:
         yield deps
     finally:
@@ -111,11 +112,12 @@ def _usage_of(result: PipelineResult) -> tuple[list[str], float]:
 
 
 def run_example(example: EvalExample, deps: Any) -> ExampleRun:
-    from pipeline.runner import run_pipeline
+    from observability.recorder import NULL_RECORDER
+    from services.runner import run_job
 
     started = time.perf_counter()
-    try:
-        result = run_pipeline(make_eval_job(example), deps)
+    try:  # evaluate records each example as its own trace: no job runs here
+        result = run_job(make_eval_job(example), deps, NULL_RECORDER)
     except Exception as exc:  # a bug in the pipeline: record it, keep evaluating the rest
         outputs: dict[str, Any] = {
             "outcome": "crash",

@@ -18,22 +18,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.offline import apply_offline_defaults
+
 EXIT_OK, EXIT_BELOW_THRESHOLD, EXIT_CANNOT_RUN = 0, 1, 2
 
-for _key, _value in (  # offline and quiet, also when run as scripts/run_eval.py
-    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
-    ("LITELLM_OFFLINE_MODE", "true"),
-    ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
-):
-    os.environ.setdefault(_key, _value)
+apply_offline_defaults()  # offline and quiet, also when run as scripts/run_eval.py
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

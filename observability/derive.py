@@ -1,10 +1,7 @@
-"""From what a task put in its ``StageRecorder`` to the metrics, tags, span attributes and
-artifacts of its stage run.
-
-Tasks only hand over the stage's models (``rec.artifacts``), its ``StageUsage`` and the few
-values that exist nowhere else (``rec.tags["reply_ts"]``); every standard metric and attribute
-is derived here, so each stage is recorded the same way whoever wrote the task. Values a task
-sets explicitly in ``rec.metrics`` / ``rec.tags`` / ``rec.span_attributes`` win.
+"""From a stage's output model to the metrics, tags, span attributes and artifact of its
+nested run, so each stage is recorded the same way whichever driver ran it. The artifact's
+file name comes from the stage table; values the driver set explicitly in the observation's
+``metrics`` / ``tags`` / ``params`` win.
 """
 
 from __future__ import annotations
@@ -18,41 +15,19 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from pipeline.models import Commentary, Evidence, Facts, GateReport, SlackMessage, StageUsage
+from pipeline.models import (
+    Commentary,
+    Evidence,
+    Facts,
+    GateReport,
+    PostedReply,
+    Review,
+    SlackMessage,
+    StageUsage,
+)
+from pipeline.stages import usage_of
 
-# hooks stage names (and the task names some callers use) -> canonical stage
-STAGE_ALIASES = {
-    "retrieval": "retrieval",
-    "fetch_evidence": "retrieval",
-    "stage_a": "stage_a",
-    "stage_b": "stage_b",
-    "quality_gates": "quality_gates",
-    "slack_post": "slack_post",
-    "slack": "slack_post",
-}
-STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
-LLM_STAGES = ("stage_a", "stage_b")
-SPAN_NAMES = {
-    "retrieval": "retrieval.fetch_evidence",
-    "stage_a": "stage_a.run",
-    "stage_b": "stage_b.run",
-    "quality_gates": "quality_gates.validate",
-    "slack_post": "slack.post_message",
-}
-SPAN_TYPES = {"retrieval": "RETRIEVER", "stage_a": "AGENT", "stage_b": "CHAIN"}
-# Artifact file names are fixed by the model's type, whatever name the task used.
-ARTIFACT_NAMES: dict[type, str] = {
-    Evidence: "evidence.json",
-    Facts: "stage_a_facts.json",
-    Commentary: "stage_b_result.json",
-    GateReport: "gate_report.json",
-    SlackMessage: "slack_payload.json",
-}
 MAX_TAG_CHARS = 5000
-
-
-def canonical_stage(stage: str) -> str:
-    return STAGE_ALIASES.get(stage, stage)
 
 
 def domain_of(url: str) -> str:
@@ -126,6 +101,18 @@ def _from_gates(report: GateReport, s: StageSummary) -> None:
     s.span_attributes.update(gate_failures=len(failed), failed_gates=failed)
 
 
+def _from_review(review: Review, s: StageSummary) -> None:
+    _from_gates(review.report, s)
+    s.tags["reply_outcome"] = str(review.message.outcome)
+
+
+def _from_reply(reply: PostedReply, s: StageSummary) -> None:
+    _from_message(reply.message, s)
+    if reply.ts:
+        s.tags["reply_ts"] = reply.ts
+        s.span_attributes["reply_ts"] = reply.ts
+
+
 def _from_message(msg: SlackMessage, s: StageSummary) -> None:
     s.tags.update(channel=msg.channel, reply_outcome=str(msg.outcome))
     s.span_attributes["channel"] = msg.channel
@@ -155,30 +142,39 @@ _BY_TYPE: tuple[tuple[type, Callable[[Any, StageSummary], None]], ...] = (
     (Evidence, _from_evidence),
     (Facts, _from_facts),
     (Commentary, _from_commentary),
+    (Review, _from_review),
+    (PostedReply, _from_reply),
     (GateReport, _from_gates),
     (SlackMessage, _from_message),
 )
 
 
-def summarize(rec: Any) -> StageSummary:
-    """``rec`` is an ``observability.hooks.StageRecorder``."""
-    s = StageSummary(usage=rec.usage)
-    for name, value in rec.artifacts.items():
+def artifact_of(output: Any) -> Any:
+    """What the stage's artifact holds: the output, but only the report of a review (the
+    commentary is the stage_b artifact) and only the message of a posted reply."""
+    if isinstance(output, Review):
+        return output.report
+    if isinstance(output, PostedReply):
+        return output.message
+    return output
+
+
+def summarize(obs: Any) -> StageSummary:
+    """``obs`` is an ``observability.recorder.StageObservation``."""
+    output = obs.output
+    s = StageSummary(usage=usage_of(output))
+    if output is not None:
         for model_type, derive in _BY_TYPE:
-            if isinstance(value, model_type):
-                derive(value, s)
-                name = ARTIFACT_NAMES[model_type]
+            if isinstance(output, model_type):
+                derive(output, s)
                 break
-        s.artifacts[name] = artifact_text(value)
+        s.artifacts[obs.stage.artifact] = artifact_text(artifact_of(output))
     if s.usage is not None and (s.usage.calls or s.usage.model):
         _from_usage(s.usage, s)
-    for key, value in rec.metrics.items():
+    for key, value in obs.metrics.items():
         if (number := finite(value)) is not None:
             s.metrics[key] = number
-    s.tags.update({k: tag_text(v) for k, v in rec.tags.items() if v is not None})
-    s.params.update({k: tag_text(v) for k, v in rec.params.items() if v is not None})
-    s.span_attributes.update(rec.span_attributes)
-    if "reply_ts" in s.tags:
-        s.span_attributes.setdefault("reply_ts", s.tags["reply_ts"])
+    s.tags.update({k: tag_text(v) for k, v in obs.tags.items() if v is not None})
+    s.params.update({k: tag_text(v) for k, v in obs.params.items() if v is not None})
     s.metrics = {k: v for k, v in s.metrics.items() if finite(v) is not None}
     return s

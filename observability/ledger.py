@@ -1,42 +1,43 @@
-"""The job attempt's running totals in Redis, written by each stage, read by ``end_job``.
+"""The job attempt's running totals, written by each stage, read by ``end_job``.
 
-Stages of one job run in different worker processes; the parent run's totals (cost, tokens,
-adapter, model and prompt version of each stage, MLflow overhead) must not depend on which
-stage runs were already written to MLflow when the job ends. Each stage adds its values here
-in one pipelined round trip on its own thread; ``end_job`` reads the hash once. The parent run
-id lands here as soon as the writer has created the run, so stages that started before that
-(or during an outage) still find their parent.
+Stages of one job may run in different worker processes; the parent run's totals (cost,
+tokens, adapter, model and prompt version of each stage, MLflow overhead) must not depend on
+which stage runs were already written to MLflow when the job ends. Each stage adds its values
+here; ``end_job`` reads them once. The parent run id lands here as soon as it exists, so stages
+that started before that (or during an outage) still find their parent, and the right to create
+a parent is claimed here, so a parent is created once whoever races for it.
 
-Fields: ``parent_run_id``, ``started_at``, ``sum:<metric>`` (added across stages and attempts),
+Two stores with one interface: ``RedisLedger`` (a hash per attempt; workers on several
+machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo, eval).
+Fields: ``parent_run_id``, ``started_at``, ``sum:<metric>`` (added across stages),
 ``tag:<name>`` and ``metric:<name>`` (last value wins), ``overhead_seconds``.
 """
 
 from __future__ import annotations
 
-import logging
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline.constants import MLFLOW_JOB_LEDGER_KEY, MLFLOW_JOB_LEDGER_TTL_SECONDS
-
-log = logging.getLogger("observability")
+from pipeline.constants import (
+    MLFLOW_JOB_LEDGER_KEY,
+    MLFLOW_JOB_LEDGER_TTL_SECONDS,
+    MLFLOW_PARENT_CLAIM_TTL_SECONDS,
+)
 
 SUMMED_METRICS = ("cost_usd", "input_tokens", "output_tokens", "llm_call_count")
 # stage metrics copied to the parent under the same name (last value wins)
 PARENT_METRICS = ("gate_failures", "snippet_count", "source_count", "tool_call_count")
 # stage tags copied to the parent: name on the parent <- (stage, name on the stage run)
 PARENT_TAGS = {
-    "adapter_name": ("retrieval", "adapter_name"),
-    "coverage": ("retrieval", "coverage"),
+    "adapter_name": ("fetch_evidence", "adapter_name"),
+    "coverage": ("fetch_evidence", "coverage"),
     "failed_gates": ("quality_gates", "failed_gates"),
     "reply_ts": ("slack_post", "reply_ts"),
 }
 PER_STAGE_TAGS = ("model", "prompt_name", "prompt_version")  # -> "<stage>.<tag>" on the parent
-
-
-def ledger_key(run_key: str) -> str:
-    return MLFLOW_JOB_LEDGER_KEY.format(run_key=run_key)
 
 
 @dataclass
@@ -48,66 +49,154 @@ class LedgerTotals:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def queue_start(pipe: Any, run_key: str, job_id: str, started_at: float) -> None:
-    """Add the ledger's creation to ``pipe`` (a Redis pipeline the caller executes)."""
-    key = ledger_key(run_key)
-    pipe.hset(key, mapping={"job_id": job_id, "started_at": repr(started_at)})
-    pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
-
-
-def set_parent(redis: Any, run_key: str, parent_run_id: str) -> None:
-    key = ledger_key(run_key)
-    pipe = redis.pipeline(transaction=False)
-    pipe.hset(key, "parent_run_id", parent_run_id)
-    pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
-    pipe.execute()
-
-
-def get_parent(redis: Any, run_key: str) -> str:
-    return str(redis.hget(ledger_key(run_key), "parent_run_id") or "")
-
-
-def queue_stage(
-    pipe: Any,
-    run_key: str,
-    stage: str,
-    metrics: Mapping[str, float],
-    tags: Mapping[str, str],
-    overhead_seconds: float,
-) -> None:
-    """Add a stage's values (and the hook's overhead) to ``pipe``; the caller executes it, in
-    the same round trip as its other Redis writes."""
-    key = ledger_key(run_key)
-    for name in SUMMED_METRICS:
-        if name in metrics:
-            pipe.hincrbyfloat(key, f"sum:{name}", float(metrics[name]))
-    values: dict[str, str] = {}
-    for name in PARENT_METRICS:
-        if name in metrics:
-            values[f"metric:{name}"] = repr(float(metrics[name]))
+def stage_fields(
+    stage: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """(fields to add, fields to set) for one stage's values."""
+    sums = {f"sum:{n}": float(metrics[n]) for n in SUMMED_METRICS if n in metrics}
+    values = {f"metric:{n}": repr(float(metrics[n])) for n in PARENT_METRICS if n in metrics}
     for parent_tag, (tag_stage, name) in PARENT_TAGS.items():
         if tag_stage == stage and tags.get(name):
             values[f"tag:{parent_tag}"] = tags[name]
     for name in PER_STAGE_TAGS:
         if tags.get(name):
             values[f"tag:{stage}.{name}"] = tags[name]
-    if values:
-        pipe.hset(key, mapping=values)
-    pipe.hincrbyfloat(key, "overhead_seconds", overhead_seconds)
-    pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
+    return sums, values
 
 
-def read(redis: Any, run_key: str) -> LedgerTotals:
-    raw: dict[str, str] = redis.hgetall(ledger_key(run_key)) or {}
+def totals_from(raw: Mapping[str, str]) -> LedgerTotals:
     out = LedgerTotals(parent_run_id=raw.get("parent_run_id", ""))
     if raw.get("started_at"):
         out.started_at = float(raw["started_at"])
     out.overhead_seconds = float(raw.get("overhead_seconds") or 0.0)
-    for field_name, value in raw.items():
-        if field_name.startswith("sum:"):
-            out.metrics[field_name[4:]] = float(value)
-        elif field_name.startswith("metric:"):
-            out.metrics[field_name[7:]] = float(value)
-        elif field_name.startswith("tag:"):
-            out.tags[field_name[4:]] = value
+    for name, value in raw.items():
+        if name.startswith("sum:"):
+            out.metrics[name[4:]] = float(value)
+        elif name.startswith("metric:"):
+            out.metrics[name[7:]] = float(value)
+        elif name.startswith("tag:"):
+            out.tags[name[4:]] = value
     return out
+
+
+class Ledger(Protocol):
+    def start(self, run_key: str, job_id: str, started_at: float) -> None: ...
+
+    def add_stage(
+        self,
+        run_key: str,
+        stage: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        overhead_seconds: float,
+    ) -> None: ...
+
+    def set_parent(self, run_key: str, parent_run_id: str) -> None: ...
+
+    def get_parent(self, run_key: str) -> str: ...
+
+    def claim_parent(self, run_key: str, owner: str) -> bool: ...
+
+    def read(self, run_key: str) -> LedgerTotals: ...
+
+
+class RedisLedger:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def key(run_key: str) -> str:
+        return MLFLOW_JOB_LEDGER_KEY.format(run_key=run_key)
+
+    def start(self, run_key: str, job_id: str, started_at: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.key(run_key), mapping={"job_id": job_id, "started_at": repr(started_at)})
+        pipe.expire(self.key(run_key), MLFLOW_JOB_LEDGER_TTL_SECONDS)
+        pipe.execute()
+
+    def add_stage(
+        self,
+        run_key: str,
+        stage: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        overhead_seconds: float,
+    ) -> None:
+        key = self.key(run_key)
+        sums, values = stage_fields(stage, metrics, tags)
+        pipe = self.redis.pipeline(transaction=False)
+        for name, amount in sums.items():
+            pipe.hincrbyfloat(key, name, amount)
+        if values:
+            pipe.hset(key, mapping=values)
+        pipe.hincrbyfloat(key, "overhead_seconds", overhead_seconds)
+        pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
+        pipe.execute()
+
+    def set_parent(self, run_key: str, parent_run_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.key(run_key), "parent_run_id", parent_run_id)
+        pipe.expire(self.key(run_key), MLFLOW_JOB_LEDGER_TTL_SECONDS)
+        pipe.execute()
+
+    def get_parent(self, run_key: str) -> str:
+        return str(self.redis.hget(self.key(run_key), "parent_run_id") or "")
+
+    def claim_parent(self, run_key: str, owner: str) -> bool:
+        claim = self.key(run_key) + ":claim"
+        return bool(self.redis.set(claim, owner, nx=True, ex=MLFLOW_PARENT_CLAIM_TTL_SECONDS))
+
+    def read(self, run_key: str) -> LedgerTotals:
+        return totals_from(self.redis.hgetall(self.key(run_key)) or {})
+
+
+class MemoryLedger:
+    """The same in one process (no Redis); entries expire like the Redis ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, str]] = {}
+        self._claims: dict[str, float] = {}
+
+    def _entry(self, run_key: str) -> dict[str, str]:
+        return self._data.setdefault(run_key, {})
+
+    def start(self, run_key: str, job_id: str, started_at: float) -> None:
+        with self._lock:
+            self._entry(run_key).update(job_id=job_id, started_at=repr(started_at))
+
+    def add_stage(
+        self,
+        run_key: str,
+        stage: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        overhead_seconds: float,
+    ) -> None:
+        sums, values = stage_fields(stage, metrics, tags)
+        sums["overhead_seconds"] = overhead_seconds
+        with self._lock:
+            entry = self._entry(run_key)
+            for name, amount in sums.items():
+                entry[name] = repr(float(entry.get(name) or 0.0) + amount)
+            entry.update(values)
+
+    def set_parent(self, run_key: str, parent_run_id: str) -> None:
+        with self._lock:
+            self._entry(run_key)["parent_run_id"] = parent_run_id
+
+    def get_parent(self, run_key: str) -> str:
+        with self._lock:
+            return self._data.get(run_key, {}).get("parent_run_id", "")
+
+    def claim_parent(self, run_key: str, owner: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._claims.get(run_key, 0.0) > now:
+                return False
+            self._claims[run_key] = now + MLFLOW_PARENT_CLAIM_TTL_SECONDS
+            return True
+
+    def read(self, run_key: str) -> LedgerTotals:
+        with self._lock:
+            return totals_from(dict(self._data.get(run_key, {})))

@@ -1,26 +1,33 @@
-"""Run records kept in Redis while MLflow is away, written when it is back.
+"""Records kept while MLflow cannot take them, written when it can.
 
-``push`` appends a record to the stream ``pipeline.constants.MLFLOW_OUTBOX_STREAM`` (one XADD,
-sub-millisecond: this is the whole cost of MLflow to a job during an outage).
-``replay_outbox`` writes the kept records in stream order and deletes each one once written;
-it is what the periodic Celery beat task ``technoshare.replay_mlflow_outbox`` calls, and it also
-runs by itself in a worker when that worker sees MLflow come back.
+A record goes to the outbox when MLflow is down or hanging, when its write failed, or when its
+parent run has not appeared in time. ``replay`` writes the kept records in order and removes
+each once written; every process that records runs it whenever it sees MLflow healthy
+(``observability.runtime``: on recovery and every ``MLFLOW_OUTBOX_DRAIN_SECONDS`` while
+anything is kept), and beat's ``technoshare.replay_mlflow_outbox`` does too.
 
-Runs are never lost while Redis keeps the stream (no TTL; trimmed to MLFLOW_OUTBOX_MAXLEN as a
-safety net). Spans recorded during an outage are not kept: tracing is switched off while MLflow
-is down, and a job's trace then holds only what was recorded while MLflow was up plus the root
-span, which is part of the job's end record and is written on replay.
+Two stores with one interface:
+- ``RedisOutbox``: the stream ``MLFLOW_OUTBOX_STREAM`` (one XADD, sub-millisecond), for workers.
+  No TTL: records are not lost while Redis keeps the stream (trimmed to MLFLOW_OUTBOX_MAXLEN
+  as a safety net). One replayer at a time (a Redis lock), so a parent is created once.
+- ``FileOutbox``: a JSON-lines file under STATE_DIR, for the in-process drivers (``technoshare
+  run``, demo, eval), whose Redis (if any) is temporary: the next run replays it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
 import os
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
-from observability.records import BeginRecord, EndRecord, StageRecord, dump_record, load_record
-from observability.runtime import Runtime, get_runtime
+from observability.records import AnyRecordType, dump_record, load_record
 from pipeline.constants import (
     MLFLOW_OUTBOX_LOCK_KEY,
     MLFLOW_OUTBOX_LOCK_TTL_SECONDS,
@@ -30,105 +37,195 @@ from pipeline.constants import (
 
 log = logging.getLogger("observability")
 
-# Records younger than this are left for the live writer that may still be writing them.
-MIN_AGE_SECONDS = 5.0
+
+class ParentPending(Exception):
+    """The record's parent run does not exist yet and another process is creating it."""
 
 
-def queue_push(pipe: Any, record: BeginRecord | StageRecord | EndRecord) -> None:
-    """Add the record's XADD to ``pipe`` (executed by the caller with its other writes)."""
-    pipe.xadd(
-        MLFLOW_OUTBOX_STREAM,
-        {"kind": record.kind, "job_id": record.job.job_id, "record": dump_record(record)},
-        maxlen=MLFLOW_OUTBOX_MAXLEN,
-        approximate=True,
-    )
+class Outbox(Protocol):
+    where: str  # for people: where the kept records are
+
+    def push(self, record: AnyRecordType) -> bool: ...
+
+    def pending(self) -> int: ...
+
+    def peek(self, count: int) -> list[tuple[str, str]]: ...  # (entry id, record JSON)
+
+    def remove(self, entry_id: str) -> None: ...
+
+    def exclusive(self) -> contextlib.AbstractContextManager[bool]: ...
 
 
-def log_lost(record: BeginRecord | StageRecord | EndRecord, exc: BaseException) -> None:
+def log_lost(record: AnyRecordType, exc: BaseException) -> None:
     log.error(
-        "MLflow %s record of job %s lost: MLflow and Redis both unavailable (%s)",
+        "MLflow %s record of job %s lost: MLflow and its outbox both unavailable (%s)",
         record.kind,
         record.job.job_id,
         exc,
     )
 
 
-def push(rt: Runtime, record: BeginRecord | StageRecord | EndRecord) -> bool:
-    try:
-        pipe = rt.redis().pipeline(transaction=False)
-        queue_push(pipe, record)
-        pipe.execute()
-        return True
-    except Exception as exc:
-        log_lost(record, exc)
-        return False
+class RedisOutbox:
+    def __init__(self, redis: Any, where: str = "") -> None:
+        self.redis = redis
+        self.where = where or f"Redis stream {MLFLOW_OUTBOX_STREAM}"
+
+    def push(self, record: AnyRecordType) -> bool:
+        try:
+            self.redis.xadd(
+                MLFLOW_OUTBOX_STREAM,
+                {"kind": record.kind, "job_id": record.job.job_id, "record": dump_record(record)},
+                maxlen=MLFLOW_OUTBOX_MAXLEN,
+                approximate=True,
+            )
+            return True
+        except Exception as exc:
+            log_lost(record, exc)
+            return False
+
+    def pending(self) -> int:
+        return int(self.redis.xlen(MLFLOW_OUTBOX_STREAM))
+
+    def peek(self, count: int) -> list[tuple[str, str]]:
+        entries = self.redis.xrange(MLFLOW_OUTBOX_STREAM, count=count)
+        return [(str(entry_id), str(fields.get("record", ""))) for entry_id, fields in entries]
+
+    def remove(self, entry_id: str) -> None:
+        self.redis.xdel(MLFLOW_OUTBOX_STREAM, entry_id)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        token = f"{os.getpid()}-{time.time()}"
+        got = bool(
+            self.redis.set(
+                MLFLOW_OUTBOX_LOCK_KEY, token, nx=True, ex=MLFLOW_OUTBOX_LOCK_TTL_SECONDS
+            )
+        )
+        try:
+            yield got
+        finally:
+            if got and self.redis.get(MLFLOW_OUTBOX_LOCK_KEY) == token:
+                self.redis.delete(MLFLOW_OUTBOX_LOCK_KEY)
 
 
-def pending(rt: Runtime | None = None) -> int:
-    rt = rt or get_runtime()
-    return int(rt.redis().xlen(MLFLOW_OUTBOX_STREAM))
+class FileOutbox:
+    """One record a line; ``flock`` on a lock file next to it orders writers and replayers of
+    every process on the machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._thread_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock, self._lock_path.open("a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _lines(self) -> list[str]:
+        try:
+            return [line for line in self.path.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def push(self, record: AnyRecordType) -> bool:
+        try:
+            line = json.dumps({"id": record.record_id, "record": dump_record(record)})
+            with self._locked(), self.path.open("a") as out:
+                out.write(line + "\n")
+            return True
+        except OSError as exc:
+            log_lost(record, exc)
+            return False
+
+    def pending(self) -> int:
+        return len(self._lines())
+
+    def peek(self, count: int) -> list[tuple[str, str]]:
+        out = []
+        for line in self._lines()[:count]:
+            try:
+                entry = json.loads(line)
+                out.append((str(entry["id"]), str(entry["record"])))
+            except (ValueError, KeyError, TypeError):
+                out.append((line, line))  # unreadable: replay drops it by its text
+        return out
+
+    def remove(self, entry_id: str) -> None:
+        with self._locked():
+            kept = []
+            for line in self._lines():
+                try:
+                    if json.loads(line).get("id") == entry_id:
+                        continue
+                except (ValueError, AttributeError):
+                    if line == entry_id:
+                        continue
+                kept.append(line)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        yield True  # every write above is under the file lock; one replayer per process
 
 
-def _entry_age(entry_id: str) -> float:
-    return time.time() - int(entry_id.split("-", 1)[0]) / 1000
-
-
-def replay_outbox(
-    max_records: int = 1000, min_age_seconds: float = MIN_AGE_SECONDS
+def replay(
+    outbox: Outbox,
+    write: Callable[[AnyRecordType], object],
+    *,
+    is_permanent: Callable[[BaseException], bool],
+    on_down: Callable[[str], None],
+    max_records: int = 1000,
 ) -> dict[str, Any]:
-    """Write kept records to MLflow, oldest first. Returns counts; never raises.
+    """Write kept records, oldest first; returns counts, never raises.
 
-    Stops at the first record MLflow cannot take (it went away again: the rest waits for the
-    next call). Records MLflow rejects for good (HTTP 4xx) are logged and dropped. One replayer
-    at a time (a Redis lock), so parents are created once.
-    """
-    from observability.writer import apply, is_permanent
-
-    rt = get_runtime()
+    Stops at the first record MLflow cannot take now (it went away again, or a parent is being
+    created elsewhere): the rest waits for the next pass. Records MLflow rejects for good
+    (HTTP 4xx) and entries this version cannot read are logged and dropped."""
     result: dict[str, Any] = {"replayed": 0, "dropped": 0, "pending": 0, "skipped": ""}
-    if not rt.tracking:
-        result["skipped"] = "tracking disabled"
-        return result
     try:
-        redis: Any = rt.redis()
-        result["pending"] = int(redis.xlen(MLFLOW_OUTBOX_STREAM))
+        result["pending"] = outbox.pending()
     except Exception as exc:
-        result["skipped"] = f"redis unavailable: {exc}"
+        result["skipped"] = f"outbox unavailable: {exc}"
         return result
     if not result["pending"]:
         return result
-    if not rt.health.check_now():
-        result["skipped"] = f"mlflow unavailable: {rt.health.reason}"
-        return result
-    token = f"{os.getpid()}-{time.time()}"
-    if not redis.set(MLFLOW_OUTBOX_LOCK_KEY, token, nx=True, ex=MLFLOW_OUTBOX_LOCK_TTL_SECONDS):
-        result["skipped"] = "another replay is running"
-        return result
-    try:
-        for entry_id, fields in redis.xrange(MLFLOW_OUTBOX_STREAM, count=max_records):
-            if _entry_age(entry_id) < min_age_seconds:
-                break
+    with outbox.exclusive() as mine:
+        if not mine:
+            result["skipped"] = "another replay is running"
+            return result
+        for entry_id, text in outbox.peek(max_records):
             try:
-                record = load_record(fields["record"])
-            except ValueError as exc:  # not a record this version can read: keep nothing
-                log.error("dropping unreadable outbox entry %s: %s", entry_id, exc)
+                record = load_record(text)
+            except ValueError as exc:
+                log.error("dropping unreadable outbox entry %s: %s", entry_id[:40], exc)
                 result["dropped"] += 1
-                redis.xdel(MLFLOW_OUTBOX_STREAM, entry_id)
+                outbox.remove(entry_id)
                 continue
             try:
-                apply(rt, record, replay=True)
+                write(record)
                 result["replayed"] += 1
+            except ParentPending:
+                result["skipped"] = "a parent run is being created elsewhere"
+                break
             except Exception as exc:
                 if not is_permanent(exc):
-                    rt.health.mark_down(f"{type(exc).__name__}: {exc}"[:300])
+                    on_down(f"{type(exc).__name__}: {exc}"[:300])
+                    result["skipped"] = "MLflow unavailable"
                     break
                 log.error("dropping outbox record %s: %s", entry_id, exc)
                 result["dropped"] += 1
-            redis.xdel(MLFLOW_OUTBOX_STREAM, entry_id)
-    finally:
-        if redis.get(MLFLOW_OUTBOX_LOCK_KEY) == token:
-            redis.delete(MLFLOW_OUTBOX_LOCK_KEY)
-    result["pending"] = int(redis.xlen(MLFLOW_OUTBOX_STREAM))
+            outbox.remove(entry_id)
+    with contextlib.suppress(Exception):
+        result["pending"] = outbox.pending()
     if result["replayed"]:
         log.info("replayed %d MLflow records from the outbox", result["replayed"])
     return result

@@ -12,6 +12,7 @@ created late (after an outage) is still found by every record of its attempt.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,7 @@ class _Record(BaseModel):
     run_key: str
     job: Job
     parent_run_id: str = ""  # known when the record was made; else resolved by run_key
+    made_at: float = Field(default_factory=time.time)
 
 
 class BeginRecord(_Record):
@@ -67,6 +69,7 @@ class RootSpan(BaseModel):
     session: str | None = None  # Slack channel
     user: str | None = None  # Slack user
     tags: dict[str, str] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)  # the job's tokens, for the trace
 
 
 class EndRecord(_Record):
@@ -75,20 +78,34 @@ class EndRecord(_Record):
     ended_at: float
     status: Literal["FINISHED", "FAILED"]
     metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     root: RootSpan | None = None
 
 
-AnyRecord = Annotated[BeginRecord | StageRecord | EndRecord, Field(discriminator="kind")]
+class FeedbackRecord(_Record):
+    """A 👍/👎 on a reply, to log on the trace of the job attempt the reply belongs to. ``job``
+    is a placeholder until the reply's run is found (the record is keyed by the reply)."""
+
+    kind: Literal["feedback"] = "feedback"
+    channel: str
+    reply_ts: str
+    user: str
+    positive: bool
+    reaction: str
+
+
+AnyRecordType = BeginRecord | StageRecord | EndRecord | FeedbackRecord
+AnyRecord = Annotated[AnyRecordType, Field(discriminator="kind")]
 
 
 class _Envelope(BaseModel):
     record: AnyRecord
 
 
-def dump_record(record: BeginRecord | StageRecord | EndRecord) -> str:
+def dump_record(record: AnyRecordType) -> str:
     return record.model_dump_json()
 
 
-def load_record(text: str) -> BeginRecord | StageRecord | EndRecord:
+def load_record(text: str) -> AnyRecordType:
     return _Envelope.model_validate_json('{"record": ' + text + "}").record

@@ -1,243 +1,147 @@
-"""Per-process state of the MLflow backend: settings, client, experiment, Redis, health, writer.
+"""Per-process state of the MLflow recorder: the store, its health, the ledger, the outbox, the
+background writer and the outbox drainer.
 
-One ``Runtime`` per process, rebuilt when the pid changes (a prefork child must not reuse the
-parent's HTTP connections, tracer provider or writer thread). ``configure_environment`` sets
-the MLflow client's variables BEFORE mlflow is imported anywhere in the process.
+One ``Runtime`` per process (``observability.backend`` builds a new one after a fork: a prefork
+child must not reuse the parent's HTTP connections, tracer provider or threads).
+
+``local=True`` is for drivers that run every stage in one process (``technoshare run``, demo,
+eval): the ledger lives in memory and the outbox in a file under STATE_DIR, so nothing depends
+on a Redis that may be temporary or absent. Workers use Redis for both, so stages on different
+machines share one ledger and any process can drain the outbox.
+
+The drainer: while anything is in the outbox, each process that records checks every
+``MLFLOW_OUTBOX_DRAIN_SECONDS`` whether MLflow is healthy and, if so, writes it all; MLflow
+coming back wakes it at once. An idle worker therefore notices a recovery by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from observability.health import MlflowHealth, http_probe
-from pipeline.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    import redis
-
-    from observability.writer import BackgroundWriter
+from observability import mlflow_writes
+from observability.health import MlflowHealth
+from observability.ledger import Ledger, MemoryLedger, RedisLedger
+from observability.mlflow_store import MlflowStore
+from observability.outbox import FileOutbox, Outbox, RedisOutbox, replay
+from observability.records import AnyRecordType
+from observability.writer import BackgroundWriter
+from pipeline.constants import MLFLOW_OUTBOX_DRAIN_SECONDS, MLFLOW_OUTBOX_FILE
+from pipeline.settings import Settings
 
 log = logging.getLogger("observability")
 
 
-def configure_environment(settings: Settings) -> None:
-    """Client-side MLflow variables. Fail fast: 0-1 retry, a 2-3 s timeout (the defaults block
-    ~246 s per call when the server is down); spans from joined contexts need the simple span
-    processor (the batch one drops them, FIELD-NOTES trap 1)."""
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(
-        min(max(settings.mlflow_http_max_retries, 0), 1)
+def redis_client(settings: Settings) -> Any:
+    import redis as redis_lib
+
+    return redis_lib.Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(  # an int for mlflow: 2 or 3
-        int(min(max(settings.mlflow_http_timeout, 2.0), 3.0))
-    )
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0"
-    os.environ["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] = "false"
-    # span export threads (default 10) compete with the job's thread for the GIL and the server
-    os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "2")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.pop("MLFLOW_RUN_ID", None)  # would override the parent of every nested run
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI (None for other stores, in-memory)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    rest = uri[len("sqlite:///") :].split("?", 1)[0]
-    return Path(rest) if rest and rest != ":memory:" else None
-
-
-_store_locks = threading.local()  # per thread: the store locks it holds (flock is per open file)
-
-
-@contextmanager
-def store_init_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive file lock (``<db>.lock`` next to a local sqlite store) while this
-    process opens the store: opening a fresh store creates and migrates its tables, and several
-    workers starting together would race on it ("table ... already exists") and the losers
-    would switch tracking off. Other tracking URIs (a server) need no lock."""
-    path = sqlite_path(uri)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: services.processes.prepare_tracking_store is the belt
-        path = None
-    held: set[Path] = _store_locks.__dict__.setdefault("held", set())
-    if path is None or path in held:  # re-entered by this thread: it holds the lock already
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_name(path.name + ".lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        held.add(path)
-        try:
-            yield
-        finally:
-            held.discard(path)
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
-        configure_environment(settings)
+    def __init__(self, settings: Settings, *, local: bool = False) -> None:
         self.settings = settings
+        self.local = local
         self.pid = os.getpid()
-        self.uri = settings.effective_tracking_uri()
-        self.tracking = settings.mlflow_enable_tracking
-        self.tracing = settings.mlflow_enable_tracking and settings.mlflow_enable_tracing
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._experiment_id: str | None = None
-        self._redis: redis.Redis | None = None
-        self._writer: BackgroundWriter | None = None
+        self.store = MlflowStore(settings)
+        self.health = MlflowHealth(self.store.probe, self._on_health_change)
+        self.ledger: Ledger
+        self.outbox: Outbox
+        if local:
+            self.ledger = MemoryLedger()
+            self.outbox = FileOutbox(settings.state_dir / MLFLOW_OUTBOX_FILE)
+        else:
+            redis = redis_client(settings)
+            self.ledger, self.outbox = RedisLedger(redis), RedisOutbox(redis)
+        self.writer = BackgroundWriter(
+            self.write,
+            self.outbox,
+            self.health,
+            is_permanent=mlflow_writes.is_permanent,
+            on_written=self._after_write,
+        )
         self.overhead_seconds = 0.0  # time spent on the caller's thread, all jobs of the process
-        self.import_seconds = 0.0  # imports the stage needs anyway (litellm), not overhead
-        self.health = MlflowHealth(self._probe, self._on_health_change)
+        self._wake = threading.Event()
+        self._drainer: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
-    # --- MLflow ------------------------------------------------------------------------
-    @property
-    def is_http(self) -> bool:
-        return self.uri.startswith(("http://", "https://"))
+    # --- writing -----------------------------------------------------------------------------
+    def write(self, record: AnyRecordType) -> str:
+        return mlflow_writes.apply(self.store, self.ledger, record, replay=False)
 
-    def client(self) -> Any:
-        if self._client is None:
-            from mlflow import MlflowClient
+    def replay_outbox(self, max_records: int = 1000) -> dict[str, Any]:
+        """Write what the outbox keeps, if MLflow answers now (probed, not cached)."""
+        if not self.health.check_now():
+            return {"replayed": 0, "dropped": 0, "pending": self._pending(), "skipped": "mlflow"}
+        return replay(
+            self.outbox,
+            lambda record: mlflow_writes.apply(self.store, self.ledger, record, replay=True),
+            is_permanent=mlflow_writes.is_permanent,
+            on_down=self.health.mark_down,
+            max_records=max_records,
+        )
 
-            with store_init_lock(self.uri):  # the client opens (creates, migrates) the store
-                self._client = MlflowClient(tracking_uri=self.uri)
-        return self._client
-
-    def experiment_id(self) -> str:
-        """Resolved (created if missing) once per process; raises when MLflow is down."""
-        if self._experiment_id is None:
-            with self._lock:
-                if self._experiment_id is None:
-                    with store_init_lock(self.uri):  # one creator of the experiment at a time
-                        self._experiment_id = self._resolve_experiment()
-                    self._point_tracing_at(self._experiment_id)
-        return self._experiment_id
-
-    @property
-    def experiment_ready(self) -> bool:
-        return self._experiment_id is not None
-
-    def _resolve_experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        client, name = self.client(), self.settings.mlflow_experiment
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return str(exp.experiment_id)
-        artifact_location = None
-        if not self.is_http:  # local store: keep artifacts in state_dir, not in ./mlruns
-            artifact_location = (self.settings.state_dir / "mlflow-artifacts").resolve().as_uri()
+    def _pending(self) -> int:
         try:
-            return str(client.create_experiment(name, artifact_location=artifact_location))
-        except MlflowException:  # another process created it first
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return str(exp.experiment_id)
+            return self.outbox.pending()
+        except Exception:
+            return -1
 
-    def _point_tracing_at(self, experiment_id: str) -> None:
-        """Experiment in code, not MLFLOW_EXPERIMENT_NAME (a server lookup per trace)."""
-        if not self.tracing:
-            return
-        import mlflow
-        from mlflow.entities.trace_location import MlflowExperimentLocation
+    def tracing_ready(self) -> bool:
+        """Record spans for this job step? Only with a known experiment and a live server."""
+        return self.store.tracing and self.health.available() and self.store.experiment_ready
 
-        mlflow.set_tracking_uri(self.uri)
-        mlflow.tracing.set_destination(MlflowExperimentLocation(experiment_id))
+    # --- the drainer ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+        with self._lock:
+            if self._drainer is None and not self._closed:
+                self._drainer = threading.Thread(
+                    target=self._drain_loop, name="mlflow-outbox-drainer", daemon=True
+                )
+                self._drainer.start()
 
-    def _probe(self) -> str | None:
-        if self.is_http:
-            reason = http_probe(self.uri, timeout=min(1.0, self.settings.mlflow_http_timeout))
-            if reason:
-                return reason
-        self.experiment_id()  # also proves a local sqlite store works
-        return None
+    def _after_write(self) -> None:
+        if self._drainer is None:
+            self.start()
+
+    def _drain_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(MLFLOW_OUTBOX_DRAIN_SECONDS)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                if self._pending() > 0 and self.health.available():
+                    self.replay_outbox()
+            except Exception:
+                log.exception("draining the MLflow outbox failed (retried later)")
 
     def _on_health_change(self, up: bool) -> None:
-        if up:  # MLflow is back: write what waited in the outbox (one replayer at a time)
-            threading.Thread(target=_replay_quietly, name="mlflow-replay", daemon=True).start()
-        if not self.tracing or "mlflow" not in sys.modules:
+        if up:
+            self._wake.set()  # MLflow is back: write what waited in the outbox
+        if not self.store.tracing or "mlflow" not in sys.modules:
             return
         import mlflow
 
         if up:
             mlflow.tracing.enable()
-            if self._experiment_id is not None:
-                self._point_tracing_at(self._experiment_id)
+            self.store.point_tracing_at()
         else:
             mlflow.tracing.disable()  # spans cost ~0 ms while the server is away
 
-    def tracing_ready(self) -> bool:
-        """Record spans for this job step? Only with a known experiment and a live server."""
-        return self.tracing and self.health.available() and self.experiment_ready
-
-    # --- Redis (ledger, outbox, budget) ----------------------------------------------------
-    def redis(self) -> redis.Redis:
-        if self._redis is None:
-            import redis as redis_lib
-
-            self._redis = redis_lib.Redis.from_url(
-                self.settings.redis_url,
-                decode_responses=True,
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
-            )
-        return self._redis
-
-    # --- background writer -----------------------------------------------------------------
-    def writer(self) -> BackgroundWriter:
-        if self._writer is None:
-            with self._lock:
-                if self._writer is None:
-                    from observability.writer import BackgroundWriter
-
-                    self._writer = BackgroundWriter(self)
-        return self._writer
-
     def shutdown(self, timeout: float = 5.0) -> None:
-        if self._writer is not None:
-            self._writer.close(timeout)
-
-
-def _replay_quietly() -> None:
-    try:
-        from observability.outbox import replay_outbox
-
-        replay_outbox()
-    except Exception:
-        log.exception("outbox replay after MLflow came back failed")
-
-
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
-
-
-def get_runtime() -> Runtime:
-    """The process's runtime; a new one after fork or ``reset_runtime``."""
-    global _runtime
-    rt = _runtime
-    if rt is None or rt.pid != os.getpid():
-        with _runtime_lock:
-            if _runtime is None or _runtime.pid != os.getpid():
-                _runtime = Runtime(get_settings())
-            rt = _runtime
-    return rt
-
-
-def reset_runtime() -> None:
-    """Forget the process's runtime (tests, worker_init): the next call re-reads settings."""
-    global _runtime
-    with _runtime_lock:
-        old, _runtime = _runtime, None
-    if old is not None and old.pid == os.getpid():
-        old.shutdown(timeout=2.0)
+        """Write what is queued (the rest goes to the outbox), then stop the drainer."""
+        self.writer.close(timeout)
+        self._closed = True
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            if self._drainer is not None:
+                self._drainer.join(timeout=1.0)

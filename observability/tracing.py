@@ -32,16 +32,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from observability.derive import LLM_STAGES, SPAN_NAMES, SPAN_TYPES
+from observability.mlflow_store import MlflowStore
 from observability.records import RootSpan
-from observability.runtime import Runtime
 from pipeline.constants import HEADER_TRACEPARENT, HEADER_TRACESTATE
 from pipeline.models import Job
+from pipeline.stages import Stage
 
 log = logging.getLogger("observability")
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _autolog_pid: int | None = None
+import_seconds = 0.0  # this process's litellm import for autolog: the stage needs it anyway
 
 
 def new_traceparent() -> tuple[str, str, str]:
@@ -55,21 +56,21 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def ensure_litellm_autolog(rt: Runtime) -> None:
+def ensure_litellm_autolog() -> None:
     """LLM-call spans (messages, tokens, cost) under the stage span; once per process.
 
     Importing litellm takes seconds; the LLM stage would import it anyway, so that time is
-    added to ``rt.import_seconds`` and not counted as MLflow overhead."""
-    global _autolog_pid
+    added to ``import_seconds`` and not counted as MLflow overhead."""
+    global _autolog_pid, import_seconds
 
-    if _autolog_pid == os.getpid() or not rt.tracing:
+    if _autolog_pid == os.getpid():
         return
     _autolog_pid = os.getpid()
     try:
         started = time.perf_counter()
         import litellm  # noqa: F401
 
-        rt.import_seconds += time.perf_counter() - started
+        import_seconds += time.perf_counter() - started
         import mlflow
 
         mlflow.litellm.autolog(log_traces=True, silent=True)
@@ -78,14 +79,14 @@ def ensure_litellm_autolog(rt: Runtime) -> None:
 
 
 @contextmanager
-def stage_span(rt: Runtime, stage: str, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
+def stage_span(ready: bool, stage: Stage, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
     """The stage's span, joined to the job's trace; ``None`` when tracing is off or MLflow is
     away (then nothing is recorded and nothing waits). Exceptions from the body propagate
     through the span, which records them and ends with status ERROR."""
     carrier = {"traceparent": headers.get(HEADER_TRACEPARENT) or ""}
     if headers.get(HEADER_TRACESTATE):
         carrier["tracestate"] = headers[HEADER_TRACESTATE]
-    if not parse_traceparent(carrier["traceparent"]) or not rt.tracing_ready():
+    if not parse_traceparent(carrier["traceparent"]) or not ready:
         yield None
         return
     stack = ExitStack()
@@ -94,17 +95,13 @@ def stage_span(rt: Runtime, stage: str, job: Job, headers: Mapping[str, str]) ->
         import mlflow
         from mlflow.tracing import set_tracing_context_from_http_request_headers
 
-        if stage in LLM_STAGES:
-            ensure_litellm_autolog(rt)
+        if stage.uses_llm:
+            ensure_litellm_autolog()
         stack.enter_context(set_tracing_context_from_http_request_headers(carrier))
-        span = stack.enter_context(
-            mlflow.start_span(
-                SPAN_NAMES.get(stage, stage), span_type=SPAN_TYPES.get(stage, "CHAIN")
-            )
-        )
-        span.set_attributes({"job_id": job.job_id, "stage": stage})
+        span = stack.enter_context(mlflow.start_span(stage.span_name, span_type=stage.span_type))
+        span.set_attributes({"job_id": job.job_id, "stage": stage.name})
     except Exception:
-        log.debug("could not open the %s span", stage, exc_info=True)
+        log.debug("could not open the %s span", stage.name, exc_info=True)
         stack.close()
         span = None
     with stack:
@@ -161,7 +158,7 @@ def _root_otel_span(root: RootSpan) -> Any:
         return _tracer.start_span(root.name, start_time=root.start_ns)
 
 
-def write_root(rt: Runtime, root: RootSpan, parent_run_id: str) -> None:
+def write_root(store: MlflowStore, root: RootSpan, parent_run_id: str) -> None:
     """Write the root span and the trace info. Raises on MLflow errors (the caller decides)."""
     from mlflow.entities.span import LiveSpan
     from mlflow.entities.trace_info import TraceInfo
@@ -171,7 +168,7 @@ def write_root(rt: Runtime, root: RootSpan, parent_run_id: str) -> None:
     from mlflow.tracing.constant import TraceMetadataKey, TraceTagKey
     from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
 
-    experiment_id = rt.experiment_id()
+    experiment_id = store.experiment_id()
     trace_id = generate_mlflow_trace_id_from_otel_trace_id(int(root.trace_id, 16))
     otel_span = _root_otel_span(root)
     span = LiveSpan(otel_span, trace_id, span_type="CHAIN")
@@ -187,7 +184,7 @@ def write_root(rt: Runtime, root: RootSpan, parent_run_id: str) -> None:
     else:
         span.set_status("OK")
     otel_span.end(end_time=root.end_ns)
-    client = TracingClient(rt.uri)
+    client = TracingClient(store.uri)
     client.log_spans(experiment_id, [span.to_immutable_span()])
 
     metadata = {TraceMetadataKey.SOURCE_RUN: parent_run_id} if parent_run_id else {}
@@ -195,6 +192,8 @@ def write_root(rt: Runtime, root: RootSpan, parent_run_id: str) -> None:
         metadata[TraceMetadataKey.TRACE_SESSION] = root.session
     if root.user:
         metadata[TraceMetadataKey.TRACE_USER] = root.user
+    if root.usage:  # the job's LLM calls from every process, not only the spans seen here
+        metadata[TraceMetadataKey.TOKEN_USAGE] = json.dumps(root.usage)
     reply = (root.outputs or {}).get("text")
     info = TraceInfo(
         trace_id=trace_id,

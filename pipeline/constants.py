@@ -48,6 +48,15 @@ MLFLOW_OUTBOX_LOCK_TTL_SECONDS = 120
 MLFLOW_JOB_LEDGER_KEY = KEY_PREFIX + "mlflow:run:{run_key}"
 MLFLOW_JOB_LEDGER_TTL_SECONDS = 2 * 24 * 3600
 
+# Who creates an attempt's parent run (SET NX next to its ledger). TTL: 1 minute; a creator
+# that died lets another process (a replay) create it after that.
+MLFLOW_PARENT_CLAIM_TTL_SECONDS = 60
+# In-process drivers (technoshare run, demo, eval) keep their outbox in a JSON-lines file
+# under STATE_DIR instead: it survives the process, and the next run replays it.
+MLFLOW_OUTBOX_FILE = "mlflow-outbox.jsonl"
+# Each process that records drains the outbox while MLflow is up, checking this often.
+MLFLOW_OUTBOX_DRAIN_SECONDS = 5.0
+
 # LLM spend per UTC day in USD (float counter). TTL: 2 days, only today's value is read.
 LLM_SPEND_KEY = KEY_PREFIX + "llm:spend:{day}"
 LLM_SPEND_TTL_SECONDS = 2 * 24 * 3600
@@ -60,6 +69,10 @@ ALERT_SENT_TTL_SECONDS = 24 * 3600
 # at-least-once redelivery and Slack's retries of the reaction event.
 FEEDBACK_SEEN_KEY = KEY_PREFIX + "feedback:{channel_id}:{reply_ts}:{user_id}:{reaction}"
 FEEDBACK_SEEN_TTL_SECONDS = 24 * 3600
+
+# --- Celery task names that are published by name (the stages' come from pipeline.stages)
+FEEDBACK_TASK = "technoshare.record_feedback"
+START_JOB_TASK = "technoshare.start_job"
 
 # --- Celery task headers (propagated to every task of a chain, its retries and spawned tasks)
 HEADER_JOB_ID = "ts_job_id"

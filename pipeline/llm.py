@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import litellm
 from openai import OpenAIError
@@ -112,6 +113,29 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+ALLOW_MODEL_REQUESTS_ENV = "TECHNOSHARE_ALLOW_MODEL_REQUESTS"
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_model_requests_allowed(model: str, provider: str, api_base: str | None) -> None:
+    """With ``TECHNOSHARE_ALLOW_MODEL_REQUESTS=false`` (the test suite sets it, as pydantic-ai's
+    ``ALLOW_MODEL_REQUESTS = False`` does) only models that never leave the machine may be
+    called: the offline model, providers registered in-process (test doubles), and servers on
+    loopback. Anything else is a ``ConfigError`` before a request is made."""
+    if os.environ.get(ALLOW_MODEL_REQUESTS_ENV, "true").strip().lower() not in ("0", "false", "no"):
+        return
+    in_process = {entry.get("provider") for entry in litellm.custom_provider_map or []}
+    if provider in in_process:
+        return
+    host = (urlsplit(api_base).hostname or "") if api_base else ""
+    if host in _LOOPBACK_HOSTS or host.startswith("127."):
+        return
+    raise ConfigError(
+        f"real model requests are blocked ({ALLOW_MODEL_REQUESTS_ENV}=false): {model!r} would "
+        "leave this machine; use the offline model, a test double or a loopback LLM_API_BASE"
+    )
+
+
 class LLMClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -132,8 +156,9 @@ class LLMClient:
                 f"LLM model {model!r} is not a litellm model name (e.g. openai/gpt-4o-mini, "
                 f"anthropic/claude-..., ollama_chat/llama3.1, {offline_model.MODEL})"
             ) from exc
-        params: dict[str, Any] = {"model": model}
         base = self.settings.llm_api_base
+        check_model_requests_allowed(model, provider, base if provider in _API_BASE_PROVIDERS else None)
+        params: dict[str, Any] = {"model": model}
         if base and provider in _API_BASE_PROVIDERS:
             params["api_base"] = base
             if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):

@@ -222,6 +222,46 @@ class SlackMessage(_Model):
     outcome: Outcome = Outcome.success
 
 
+class Review(_Model):
+    """What the quality gates decided: the final commentary (repaired once when the draft
+    failed), the gate report and the reply to post (the commentary, or the honest short note)."""
+
+    commentary: Commentary
+    report: GateReport
+    message: SlackMessage
+    usage: StageUsage = Field(default_factory=StageUsage)  # the repair's own calls only
+
+
+class PostedReply(_Model):
+    """The reply as posted: its Slack ts ("" when the sink keeps no ts) and the message."""
+
+    ts: str
+    message: SlackMessage
+
+
+class JobCarry(_Model):
+    """What travels from one stage to the next (the Celery chain's argument, the in-process
+    runner's state): the job, its attempt, and each stage's output once it ran. The stage table
+    (``pipeline.stages.STAGES``) names the field each stage fills."""
+
+    job: Job
+    attempt: int = 1
+    # once the daily LLM budget is spent, the job's remaining LLM stages use the offline model
+    budget_offline: bool = False
+    evidence: Evidence | None = None
+    facts: Facts | None = None
+    commentary: Commentary | None = None
+    review: Review | None = None
+    reply: PostedReply | None = None
+
+    def need(self, name: str) -> Any:
+        """The output of an earlier stage; a missing one is a bug in the stage order."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"job {self.job.job_id}: no {name} in the carry (stage order?)")
+        return value
+
+
 class PipelineResult(_Model):
     """Everything one in-process run produced (``technoshare run --json``)."""
 

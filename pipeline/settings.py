@@ -1,5 +1,6 @@
 """The one settings object. Every knob is an environment variable of the same name (upper case),
-optionally from a ``.env`` file. Lists are comma-separated.
+optionally from a ``.env`` file (``TECHNOSHARE_ENV_FILE`` names another one; empty: none, which
+is what the test suite sets). Lists are comma-separated.
 
 Outside dev (``APP_ENV`` != ``dev``) settings fail fast at start-up when a secret the
 configured mode needs is missing, instead of failing on the first job.
@@ -7,21 +8,46 @@ configured mode needs is missing, instead of failing on the first job.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE_VARIABLE = "TECHNOSHARE_ENV_FILE"
 CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = os.environ.get(ENV_FILE_VARIABLE)
+        if env_file is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        if not env_file.strip():
+            return init_settings, env_settings, file_secret_settings
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=env_file)
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "INFO"

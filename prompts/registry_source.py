@@ -56,13 +56,16 @@ class RegistryPromptSource:
         return template
 
     def _load(self, name: str) -> tuple[PromptTemplate, float]:
-        from observability.runtime import get_runtime
+        from observability.recorder import get_recorder
 
-        rt = get_runtime()
-        if not rt.tracking or not rt.health.available():
+        # the process's MLflow recorder knows the store and whether it answers; none: files
+        rt = getattr(get_recorder(), "runtime", None)
+        if rt is None or not rt.health.available():
             return self.fallback.get(name), self.fallback_ttl
         try:
-            version = rt.client().load_prompt(f"prompts:/{name}@{self.alias}", allow_missing=True)
+            version = rt.store.client().load_prompt(
+                f"prompts:/{name}@{self.alias}", allow_missing=True
+            )
         except Exception as exc:
             if not _is_missing(exc):  # an absent prompt or alias is not an MLflow outage
                 rt.health.mark_down(f"prompt registry: {type(exc).__name__}: {exc}"[:300])

@@ -92,10 +92,10 @@ def sync_prompt(client: Any, experiment_id: str, path: Path, alias: str) -> Sync
 
 
 def sync_all(settings: Settings, directory: Path, alias: str | None = None) -> list[SyncResult]:
-    from observability.runtime import Runtime
+    from observability.mlflow_store import MlflowStore
 
-    rt = Runtime(settings)  # a one-off runtime: the CLI needs no writer, ledger or probe thread
-    client, experiment_id = rt.client(), rt.experiment_id()
+    store = MlflowStore(settings)  # the store alone: the CLI needs no writer, ledger or probe
+    client, experiment_id = store.client(), store.experiment_id()
     alias = alias or settings.mlflow_prompt_alias
     return [sync_prompt(client, experiment_id, p, alias) for p in sorted(directory.glob("*.md"))]
 

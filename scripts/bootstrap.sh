@@ -19,5 +19,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 # Offline switches: nothing may reach beyond loopback.
+# (the technoshare CLI, the Celery app and the tests apply pipeline/offline.py themselves;
+# these cover anything else run from this shell)
 export LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_OFFLINE_MODE=true
 export MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true

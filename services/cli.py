@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-# Offline by default: litellm must not fetch its price list, MLflow must not phone home.
-for _key, _value in (
-    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
-    ("LITELLM_OFFLINE_MODE", "true"),
-    ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
-):
-    os.environ.setdefault(_key, _value)
+from pipeline.offline import apply_offline_defaults
+
+apply_offline_defaults()  # litellm must not fetch its price list, MLflow must not phone home
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE_FAILED = 0, 1, 2, 3
 
 # subcommand -> ("module:function", help). The function takes the parsed args and returns an
 # exit code; each module also exposes ``add_arguments(parser)``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("pipeline.runner_cli:main", "Run the whole pipeline in-process on one link."),
+    "run": ("services.run_cli:main", "Run the whole pipeline in-process on one link."),
     "demo": ("services.demo:main", "Run recorded links through the real Celery chain, offline."),
     "reprocess": (
         "services.reprocess_cli:main",
@@ -38,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Start redis, mlflow, workers, ingest and flower locally.",
     ),
     "prompts": ("prompts.sync:main", "Prompt registry: `prompts sync`."),
-    "doctor": ("observability.doctor:main", "Check MLflow, Redis, workers, Slack and the LLM."),
+    "doctor": ("services.doctor:main", "Check MLflow, Redis, workers, Slack and the LLM."),
     "eval": ("eval.runner:main", "Run the evaluation suite."),
     "report": ("eval.report:main", "Write the offline HTML quality report."),
 }

@@ -77,8 +77,8 @@ def _run(args: argparse.Namespace, redis_url: str) -> int:
     reset_settings_cache()
     settings = get_settings()
     import tasks.entry  # noqa: F401 - registers the tasks
-    import tasks.maintenance  # noqa: F401 - observability worker hooks
     import tasks.stages  # noqa: F401
+    from services.local_recording import local_recording
     from tasks.app import app, celery_config
 
     app.conf.update(celery_config(settings))
@@ -87,14 +87,17 @@ def _run(args: argparse.Namespace, redis_url: str) -> int:
     urls = list(args.urls) or list(DEMO_LINKS)
     print(f"demo: {len(urls)} link(s) through the Celery chain (in-process worker, {redis_url})")
     started = time.monotonic()
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=args.concurrency,
-        queues=[QUEUE_IO, QUEUE_LLM],
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=30,
+    with (
+        local_recording(settings),
+        start_worker(
+            app,
+            pool="threads",
+            concurrency=args.concurrency,
+            queues=[QUEUE_IO, QUEUE_LLM],
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ),
     ):
         jobs = ingest.handle_event_callback(_message_event(urls))
         ids = [j.job_id for j in jobs]
@@ -135,15 +138,4 @@ def main(args: argparse.Namespace) -> int:
         try:
             return _run(args, redis.url)
         finally:
-            _flush_observability()
             redis.stop()
-
-
-def _flush_observability() -> None:
-    """Write what the in-process worker still has queued for MLflow before the broker goes."""
-    import observability
-
-    try:
-        observability.worker_shutdown()
-    except Exception as exc:  # noqa: BLE001 - reporting only
-        print(f"warning: MLflow records may be incomplete: {exc}", file=sys.stderr)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.constants import FEEDBACK_TASK
 from pipeline.settings import Settings
 
-FEEDBACK_TASK = "technoshare.record_feedback"
 THUMBS_UP = frozenset({"+1", "thumbsup"})
 THUMBS_DOWN = frozenset({"-1", "thumbsdown"})
 

@@ -19,25 +19,23 @@ from celery import Celery, current_task
 from celery.signals import before_task_publish
 from kombu import Queue
 
-import services.cli  # noqa: F401 - offline defaults (LITELLM_LOCAL_MODEL_COST_MAP, ...) as `technoshare` sets them
-from pipeline.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM
+from pipeline.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM, START_JOB_TASK
+from pipeline.offline import apply_offline_defaults
 from pipeline.settings import Settings, get_settings
+from pipeline.stages import STAGES
 from tasks import scheduled  # import-light: shared tasks and their beat schedule
 
 log = logging.getLogger(__name__)
+apply_offline_defaults()  # before any task module imports litellm or mlflow
 
-TASK_MODULES = ("tasks.stages", "tasks.entry", "tasks.maintenance")
+TASK_MODULES = ("tasks.stages", "tasks.entry", "tasks.lifecycle")
 
 # Task name -> queue. `io`: network-bound, cheap; `llm`: model calls, concurrency sized on its own.
-# quality_gates may re-run Stage B once (the repair), so it belongs with the model calls.
+# The stages' queues come from the stage table.
 ROUTES: dict[str, str] = {
-    "technoshare.start_job": QUEUE_IO,
+    START_JOB_TASK: QUEUE_IO,
     "technoshare.reprocess": QUEUE_IO,
-    "technoshare.fetch_evidence": QUEUE_IO,
-    "technoshare.stage_a": QUEUE_LLM,
-    "technoshare.stage_b": QUEUE_LLM,
-    "technoshare.quality_gates": QUEUE_LLM,
-    "technoshare.slack_post": QUEUE_IO,
+    **{stage.task_name: stage.queue for stage in STAGES},
     "technoshare.job_failed": QUEUE_IO,
     "technoshare.replay_mlflow_outbox": QUEUE_IO,
     **scheduled.ROUTES,

@@ -6,8 +6,9 @@
                                     ``celery -A tasks call technoshare.reprocess --args='["ID"]'``.
 ``technoshare.job_failed``          the chain's error callback: status failed, one short note.
 
-A start begins the parent run (``observability.hooks.begin_job``) and publishes the stage chain
-with its headers; from there ``tasks.app.propagate_headers`` carries them to every task.
+A start begins the parent run (``Recorder.begin_job``) and publishes the stage chain (derived
+from the stage table) with its headers; from there ``tasks.app.propagate_headers`` carries
+them to every task.
 """
 
 from __future__ import annotations
@@ -17,27 +18,27 @@ from typing import Any
 
 from celery import chain
 
-from observability import hooks
-from pipeline.constants import HEADER_PARENT_RUN_ID
+from observability.recorder import get_recorder
+from pipeline.constants import HEADER_PARENT_RUN_ID, START_JOB_TASK
 from pipeline.errors import TerminalError
-from pipeline.models import Job, Outcome, SlackMessage
+from pipeline.models import Job, JobCarry, Outcome, SlackMessage
+from pipeline.render import render_error
+from pipeline.stages import STAGES
 from services.job_store import FINAL_STATUSES, JobRecord, JobStatus
-from tasks import pipeline_calls as calls
+from services.posting import post_once, set_reaction
 from tasks import runtime
 from tasks.app import app
 from tasks.headers import current_headers
-from tasks.posting import post_once, set_reaction
 from tasks.stages import retry_transient
 
 log = logging.getLogger(__name__)
 
-STAGES = ("fetch_evidence", "stage_a", "stage_b", "quality_gates", "slack_post")
 
-
-def stage_chain(job_id: str, attempt: int) -> Any:
-    first = app.signature(f"technoshare.{STAGES[0]}", args=({"attempt": attempt}, job_id))
-    rest = [app.signature(f"technoshare.{name}", args=(job_id,)) for name in STAGES[1:]]
-    errback = app.signature("technoshare.job_failed", args=(job_id, attempt))
+def stage_chain(job: Job, attempt: int) -> Any:
+    carry = JobCarry(job=job, attempt=attempt).model_dump(mode="json")
+    first = app.signature(STAGES[0].task_name, args=(carry,))
+    rest = [app.signature(stage.task_name) for stage in STAGES[1:]]
+    errback = app.signature("technoshare.job_failed", args=(job.job_id, attempt))
     return chain(first, *rest).on_error(errback)
 
 
@@ -53,18 +54,19 @@ def start(task: Any, job_id: str, *, reprocess: bool) -> dict[str, Any]:
     if new:
         reprocess_of = None
         if reprocess:  # the earlier attempt's parent run (found by its trace when never known)
-            reprocess_of = record.parent_run_id or hooks.parent_run_id(job, record.headers) or None
-        headers = hooks.begin_job(job, reprocess_of=reprocess_of)
+            found = get_recorder().parent_run_id(job, record.headers)
+            reprocess_of = record.parent_run_id or found or None
+        headers = get_recorder().begin_job(job, reprocess_of=reprocess_of)
         store.set_run(job_id, headers, headers.get(HEADER_PARENT_RUN_ID), reprocess_of)
         if reprocess:
             set_reaction(runtime.sink(), job, None)
     else:  # this start message was delivered before: same attempt, same parent run
         headers = store.require(job_id).headers
-    stage_chain(job_id, attempt).apply_async(headers=headers)
+    stage_chain(job, attempt).apply_async(headers=headers)
     return {"job_id": job_id, "attempt": attempt, "reprocess": reprocess}
 
 
-@app.task(bind=True, name="technoshare.start_job")
+@app.task(bind=True, name=START_JOB_TASK)
 def start_job(self: Any, job_id: str) -> dict[str, Any]:
     with retry_transient(self, job_id):
         return start(self, job_id, reprocess=False)
@@ -100,7 +102,7 @@ def answer_duplicate(task: Any, record: JobRecord, earlier_id: str) -> dict[str,
     post_once(store, sink, job, attempt, message)
     set_reaction(sink, job, Outcome.duplicate)
     if new:  # a redelivered start message must not record the job twice
-        hooks.end_job(job, {}, Outcome.duplicate, reply=message)  # a parent run, no stages
+        get_recorder().end_job(job, {}, Outcome.duplicate, reply=message)  # a parent, no stages
     store.mark_duplicate(job.job_id, earlier_id)
     return {"job_id": job.job_id, "attempt": attempt, "duplicate_of": earlier_id}
 
@@ -114,7 +116,7 @@ def job_failed(self: Any, failed_task_id: str, job_id: str, attempt: int) -> Non
         return  # nothing to do, or this attempt has its reply already
     job = record.job
     error = record.last_error or f"task {failed_task_id} failed"
-    message = calls.render_error(job, record.user_error or TerminalError.user_message)
+    message = render_error(job, record.user_error or TerminalError.user_message)
     try:
         with retry_transient(self, job_id):
             post_once(store, sink, job, attempt, message)
@@ -122,5 +124,5 @@ def job_failed(self: Any, failed_task_id: str, job_id: str, attempt: int) -> Non
         log.error("job %s failed (%s); the failure note was not posted: %s", job_id, error, exc)
     set_reaction(sink, job, Outcome.error)
     headers = {**record.headers, **current_headers(self)}
-    hooks.end_job(job, headers, Outcome.error, reply=message, error=error)
+    get_recorder().end_job(job, headers, Outcome.error, reply=message, error=error)
     store.set_status(job_id, JobStatus.failed, error=error)  # last: "failed" means all is done

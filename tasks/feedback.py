@@ -1,10 +1,11 @@
 """``technoshare.record_feedback``: a 👍/👎 on a bot reply becomes MLflow feedback on the trace
-of the job attempt that reply belongs to (``eval/feedback.py``).
+of the job attempt that reply belongs to.
 
 Published by name by the ingest (``services/feedback.py``). Idempotent: ``FEEDBACK_SEEN_KEY``
 (SET NX) records each (reply, user, reaction) once, whatever Celery redelivers or Slack retries.
-When MLflow has not caught up with the reply yet (the job's records are still in flight or in
-the outbox), the task retries with a backoff, then gives up with a log line.
+Recorded through the process's recorder: with MLflow down the reaction waits in the outbox like
+any run record. When MLflow has not caught up with the reply yet (the job's records are still
+in flight), the task retries with a backoff, then gives up with a log line.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from typing import Any
 
 from celery import shared_task
 
-from pipeline.constants import FEEDBACK_SEEN_KEY, FEEDBACK_SEEN_TTL_SECONDS, QUEUE_IO
-from services.feedback import FEEDBACK_TASK
+from observability.recorder import Feedback, get_recorder
+from pipeline.constants import (
+    FEEDBACK_SEEN_KEY,
+    FEEDBACK_SEEN_TTL_SECONDS,
+    FEEDBACK_TASK,
+    QUEUE_IO,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +33,18 @@ MAX_RETRIES = 8  # backoff 5, 10, 20, 40, 60, ... s: about six minutes in all
 def record_feedback(
     self: Any, channel: str, reply_ts: str, user: str, positive: bool, reaction: str
 ) -> dict[str, Any]:
-    from eval.feedback import ReplyNotFound, record_reaction
+    from observability.mlflow_writes import ReplyNotFound
     from tasks import runtime
 
-    settings = runtime.settings()
     redis = runtime.store().r
     key = FEEDBACK_SEEN_KEY.format(
         channel_id=channel, reply_ts=reply_ts, user_id=user, reaction=reaction
     )
     if not redis.set(key, "1", nx=True, ex=FEEDBACK_SEEN_TTL_SECONDS):
         return {"recorded": False, "reason": "already recorded"}
+    feedback = Feedback(channel, reply_ts, user, positive, reaction)
     try:
-        record = record_reaction(
-            settings,
-            channel=channel,
-            reply_ts=reply_ts,
-            user=user,
-            positive=positive,
-            reaction=reaction,
-        )
+        get_recorder().record_feedback(feedback)
     except ReplyNotFound as exc:
         redis.delete(key)
         if self.request.retries >= MAX_RETRIES:
@@ -55,7 +54,5 @@ def record_feedback(
     except Exception:
         redis.delete(key)
         raise
-    log.info(
-        "feedback %s by %s on trace %s (job %s)", reaction, user, record.trace_id, record.job_id
-    )
-    return {"recorded": True, "trace_id": record.trace_id, "job_id": record.job_id}
+    log.info("feedback %s by %s on reply %s/%s recorded", reaction, user, channel, reply_ts)
+    return {"recorded": True, "channel": channel, "reply_ts": reply_ts}

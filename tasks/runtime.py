@@ -1,4 +1,5 @@
-"""Per-process resources of a worker: settings, the job store, the Slack sink.
+"""Per-process resources of a worker: settings, the job store, the Slack sink, the stage
+dependencies.
 
 Created lazily on first use, after the prefork pool has forked, so no Redis connection or
 socket is shared between processes; ``worker_process_init`` drops anything inherited anyway.
@@ -11,6 +12,7 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
+from pipeline.deps import StageDeps
 from pipeline.settings import Settings, get_settings, reset_settings_cache
 from services.job_store import JobStore
 from services.slack_client import SlackSink, make_sink
@@ -30,10 +32,28 @@ def sink() -> SlackSink:
     return make_sink(settings())
 
 
+@lru_cache(maxsize=1)
+def deps() -> StageDeps:
+    """What every stage task of this process hands its stage: the same wiring as ``technoshare
+    run`` plus the idempotent Slack poster and the daily LLM budget in Redis."""
+    from services.budget import RedisBudget
+    from services.posting import IdempotentPoster
+    from services.wiring import build_deps
+
+    s = settings()
+    return build_deps(
+        s,
+        poster=IdempotentPoster(store(), sink()),
+        budget=RedisBudget(store().r, s.llm_daily_budget_usd),
+    )
+
+
 def reset() -> None:
+    """Forget what was built (not closed: a thread of a threads pool may still use it)."""
     reset_settings_cache()
     store.cache_clear()
     sink.cache_clear()
+    deps.cache_clear()
 
 
 @worker_process_init.connect

@@ -1,25 +1,68 @@
-"""Session-wide test setup: offline switches before anything imports litellm or mlflow.
+"""Session-wide test setup: a hermetic environment, before anything imports litellm or mlflow.
 
-Area-specific fixtures live in ``tests/support/<area>.py`` and are imported by the test files
-that use them (this file stays small and shared).
+- No ``.env`` is read (``TECHNOSHARE_ENV_FILE`` empty), and every setting of the caller's
+  environment that could point the suite elsewhere is removed: each ``Settings`` field's
+  variable, and ``MLFLOW_*``, ``SLACK_*``, ``LLM_*``, ``REDIS_*``, ``CELERY_*`` and the usual
+  provider keys. Tests set what they need with ``monkeypatch.setenv`` or ``Settings(...)``.
+- ``STATE_DIR`` is a fresh temporary directory, so the default MLflow store, the file sink and
+  the local outbox of every test (and of every worker a test starts, which inherits this
+  environment) live there, never in the checkout or a developer's MLflow server.
+- Real model requests are blocked (``TECHNOSHARE_ALLOW_MODEL_REQUESTS=false``, checked by
+  ``pipeline.llm``): only the offline model, in-process test doubles and loopback servers.
+- The offline switches of ``pipeline.offline`` are applied.
+
+Fixtures live in ``tests/support/<area>.py`` and are registered once here as plugins.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-os.environ["LITELLM_OFFLINE_MODE"] = "true"
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-os.environ.setdefault("APP_ENV", "test")
-# Never let a developer's real credentials leak into a test run.
-for _secret in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GITHUB_TOKEN"):
-    os.environ.pop(_secret, None)
+_SCRUBBED_PREFIXES = ("MLFLOW_", "SLACK_", "LLM_", "REDIS_", "CELERY_", "GITHUB_", "ARXIV_")
+_SCRUBBED_NAMES = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "MISTRAL_API_KEY",
+    "OLLAMA_API_BASE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "FLOWER_BASIC_AUTH",
+    "APP_ENV",
+    "STATE_DIR",
+)
+
+
+def _hermetic_environment() -> None:
+    from pipeline.settings import ENV_FILE_VARIABLE, Settings
+
+    fields = {name.upper() for name in Settings.model_fields}
+    for key in list(os.environ):
+        upper = key.upper()
+        if upper in fields or upper.startswith(_SCRUBBED_PREFIXES) or upper in _SCRUBBED_NAMES:
+            del os.environ[key]
+    os.environ[ENV_FILE_VARIABLE] = ""
+    os.environ["TECHNOSHARE_ALLOW_MODEL_REQUESTS"] = "false"
+    os.environ["APP_ENV"] = "test"
+    os.environ["STATE_DIR"] = tempfile.mkdtemp(prefix="technoshare-tests-")
+    from pipeline.offline import OFFLINE_ENV
+
+    os.environ.update(OFFLINE_ENV)
+
+
+_hermetic_environment()
 
 import pytest  # noqa: E402
 
 from pipeline.settings import reset_settings_cache  # noqa: E402
+
+pytest_plugins = (
+    "tests.support.llm",
+    "tests.support.mlflow_server",
+    "tests.support.service",
+    "tests.support.web",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +71,14 @@ def _fresh_settings():
     reset_settings_cache()
     yield
     reset_settings_cache()
+
+
+@pytest.fixture(autouse=True)
+def _no_recorder_leaks():
+    """A test that installs a recorder must not leave it to the next test."""
+    from observability.recorder import get_recorder, install_recorder
+
+    before = get_recorder()
+    yield
+    if get_recorder() is not before:
+        install_recorder(None)

@@ -7,8 +7,8 @@ import pytest
 from pipeline.models import Job, SlackMessage
 from pipeline.settings import Settings
 from services.job_store import JobStore
+from services.posting import PostInProgress, post_once
 from services.slack_client import WebApiSink
-from tasks.posting import PostInProgress, post_once
 from tests.support.service import (  # noqa: F401 - fixtures
     BOT_TOKEN,
     fake_slack_fixture,

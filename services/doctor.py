@@ -53,18 +53,24 @@ def check_settings(settings: Settings, verbose: bool) -> Check:
 def check_mlflow(settings: Settings) -> Check:
     if not settings.mlflow_enable_tracking:
         return Check(SKIP, "mlflow", "MLFLOW_ENABLE_TRACKING=false")
-    from observability.runtime import Runtime
+    from observability.mlflow_store import MlflowStore
+    from observability.setup import masked_uri
 
-    rt = Runtime(settings)
-    if not rt.health.check_now():
-        return Check(FAIL, "mlflow", rt.health.reason)
-    runs = rt.client().search_runs([rt.experiment_id()], max_results=RUN_COUNT_CAP)
+    store = MlflowStore(settings)
+    try:
+        reason = store.probe()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason:
+        return Check(FAIL, "mlflow", reason)
+    runs = store.client().search_runs([store.experiment_id()], max_results=RUN_COUNT_CAP)
     count = f"{len(runs)}+" if len(runs) >= RUN_COUNT_CAP else str(len(runs))
-    tracing = "on" if rt.tracing else "off (MLFLOW_ENABLE_TRACING=false)"
+    tracing = "on" if store.tracing else "off (MLFLOW_ENABLE_TRACING=false)"
+    uri = masked_uri(store.uri)
     return Check(
         PASS,
         "mlflow",
-        f"{rt.uri} healthy; experiment {settings.mlflow_experiment}: {count} runs; tracing {tracing}",
+        f"{uri} healthy; experiment {settings.mlflow_experiment}: {count} runs; tracing {tracing}",
     )
 
 
@@ -141,12 +147,15 @@ def check_slack(settings: Settings) -> Check:
 
 
 def check_llm(settings: Settings) -> Check:
-    from observability.budget import spent_today
+    from services.budget import spent_today
 
     models = {stage: settings.model_for(stage) for stage in ("stage_a", "stage_b")}
     models_text = " ".join(f"{k}={v}" for k, v in models.items())
     budget = settings.llm_daily_budget_usd
-    budget_text = "none" if budget is None else f"${spent_today():.4f} of ${budget:.2f} today"
+    if budget is None:
+        budget_text = "none"
+    else:
+        budget_text = f"${spent_today(redis=_redis(settings)):.4f} of ${budget:.2f} today"
     problems = []
     paid = {
         m for m in [*models.values(), *settings.llm_fallback_models] if not m.startswith("offline/")

@@ -89,3 +89,14 @@ def set_reaction(sink: SlackSink, job: Job, outcome: Outcome | None) -> None:
         sink.remove_reaction(job.channel_id, job.message_ts, EYES)
     except Exception as exc:  # noqa: BLE001 - reactions are cosmetic
         log.warning("reaction on %s/%s failed: %s", job.channel_id, job.message_ts, exc)
+
+
+class IdempotentPoster:
+    """The ``pipeline.deps.ReplyPoster`` of the workers: :func:`post_once` on the job store."""
+
+    def __init__(self, store: JobStore, sink: SlackSink) -> None:
+        self.store = store
+        self.sink = sink
+
+    def post(self, job: Job, attempt: int, message: SlackMessage) -> str:
+        return post_once(self.store, self.sink, job, attempt, message)

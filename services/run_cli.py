@@ -1,4 +1,5 @@
-"""``technoshare run URL [--json] [--recorded]``: the whole pipeline in-process on one link.
+"""``technoshare run URL [--json] [--recorded]``: the whole pipeline in-process on one link,
+recorded in MLflow like a worker's job.
 
 Prints the Slack reply as readable text (``--json``: the full PipelineResult). Exit codes:
 0 success, 3 gate_failed, 1 error (one-line reason on stderr). ``--recorded`` serves every
@@ -55,26 +56,21 @@ def readable_text(message: SlackMessage) -> str:
     return html.unescape(re.sub(r"<([^<>]+)>", link, message.text))
 
 
-def _deps(settings, recorded: bool):  # type: ignore[no-untyped-def]
-    from pipeline.runner import default_deps
-
-    if not (recorded or settings.fetch_recorded):
-        return default_deps(settings)
-    from services.recorded_web import RecordedWeb
-
-    web = RecordedWeb()
-    return default_deps(settings, transport=web.transport, resolver=web.resolver)
-
-
 def run(url: str, *, recorded: bool = False) -> PipelineResult:
-    from pipeline.runner import run_pipeline
+    """The whole pipeline on ``url`` in this process, recorded like a worker's job (parent run
+    ``job-<id>``, 5 nested runs, one trace) in the configured MLflow store: by default the
+    local sqlite store under STATE_DIR; nothing with ``MLFLOW_ENABLE_TRACKING=false``."""
     from pipeline.settings import get_settings
+    from services.local_recording import local_recording
+    from services.runner import run_job
+    from services.wiring import build_deps
 
     settings = get_settings()
     job = make_cli_job(url)
-    deps = _deps(settings, recorded)
+    deps = build_deps(settings, recorded=recorded)
     try:
-        return run_pipeline(job, deps)
+        with local_recording(settings) as recorder:
+            return run_job(job, deps, recorder)
     finally:
         deps.close()
 

@@ -1,0 +1,279 @@
+"""Writing records to MLflow: the parent run, one nested run per stage, the parent's totals and
+the trace's root span, and reactions as feedback on a trace.
+
+Runs are created with ``MlflowClient.create_run`` (nested ones with tag ``mlflow.parentRunId``)
+by the process that made the record; the parent is never reopened with ``start_run`` (that
+flips its status). Each stage's metrics and params go in ONE ``log_batch``.
+
+The same functions write live records (``replay=False``) and records from the outbox
+(``replay=True``), which look runs up by their keys first, so a record is never written twice.
+A parent run is created by whoever claims it in the ledger: ``begin_job`` normally, a replay
+when the begin was lost; a record whose parent is being created elsewhere raises
+``ParentPending`` and waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from typing import Any
+
+from observability.derive import domain_of
+from observability.ledger import Ledger
+from observability.mlflow_store import MlflowStore
+from observability.outbox import ParentPending
+from observability.records import (
+    RECORD_ID_TAG,
+    RUN_KEY_TAG,
+    RUN_KIND_TAG,
+    AnyRecordType,
+    BeginRecord,
+    EndRecord,
+    FeedbackRecord,
+    StageRecord,
+)
+from observability.tracing import write_root
+
+log = logging.getLogger("observability")
+
+FEEDBACK_NAME = "user_reaction"
+FEEDBACK_TAG = "user_feedback"
+FEEDBACK_PATIENCE_SECONDS = 3600.0  # a reaction whose reply run never appears is dropped then
+_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Slack channel ids and message timestamps
+_OTEL_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ReplyNotFound(LookupError):
+    """No job run records this reply yet (MLflow is behind, or it is not our reply)."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A 4xx from MLflow (bad value, deleted run), or a reaction whose reply never appeared:
+    retrying the record cannot help."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, ReplyNotFound):
+        return True
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        return 400 <= status < 500 and status != 429
+    return False
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def parent_tags(job: Any, run_key: str, reprocess_of: str | None) -> dict[str, str]:
+    tags = {
+        "mlflow.runName": f"job-{job.job_id}",
+        RUN_KIND_TAG: "job",
+        RUN_KEY_TAG: run_key,
+        "job_id": job.job_id,
+        "channel_id": job.channel_id,
+        "message_ts": job.message_ts,
+        "target_url": job.url,
+        "canonical_url": job.canonical_url,
+        "domain": domain_of(job.url),
+    }
+    if job.user_id:
+        tags["slack_user"] = job.user_id
+    if reprocess_of:
+        tags["reprocess_of"] = reprocess_of
+    return tags
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _find_run(store: MlflowStore, filter_string: str) -> Any:
+    runs = store.client().search_runs([store.experiment_id()], filter_string, max_results=1)
+    return runs[0] if runs else None
+
+
+def _find_parent(store: MlflowStore, run_key: str) -> str:
+    run = _find_run(store, f"tags.{RUN_KEY_TAG} = '{run_key}' and tags.{RUN_KIND_TAG} = 'job'")
+    return str(run.info.run_id) if run is not None else ""
+
+
+def _ledger_parent(ledger: Ledger, run_key: str) -> str:
+    try:
+        return ledger.get_parent(run_key)
+    except Exception:  # Redis away: MLflow itself still knows the parent by its key
+        log.debug("ledger unavailable while resolving a parent run", exc_info=True)
+        return ""
+
+
+def _claim(ledger: Ledger, run_key: str) -> bool:
+    try:
+        return ledger.claim_parent(run_key, owner_id())
+    except Exception:  # no ledger to coordinate through: this process creates it
+        return True
+
+
+def _create_parent(store: MlflowStore, ledger: Ledger, record: Any) -> str:
+    tags = record.tags if isinstance(record, BeginRecord) else {}
+    tags = tags or parent_tags(record.job, record.run_key, None)
+    started = getattr(record, "started_at", time.time())
+    run = store.client().create_run(store.experiment_id(), start_time=_ms(started), tags=tags)
+    parent = str(run.info.run_id)
+    try:
+        ledger.set_parent(record.run_key, parent)
+    except Exception:
+        log.warning("could not store parent run %s in the ledger", parent, exc_info=True)
+    return parent
+
+
+def resolve_parent(
+    store: MlflowStore, ledger: Ledger, record: StageRecord | EndRecord, *, replay: bool
+) -> str:
+    if record.parent_run_id:
+        return record.parent_run_id
+    if found := _ledger_parent(ledger, record.run_key) or _find_parent(store, record.run_key):
+        return found
+    if not replay or not _claim(ledger, record.run_key):
+        raise ParentPending(record.run_key)  # its begin is still being written
+    return _create_parent(store, ledger, record)
+
+
+def apply_begin(store: MlflowStore, ledger: Ledger, record: BeginRecord, *, replay: bool) -> str:
+    if found := _ledger_parent(ledger, record.run_key):
+        return found  # a replay of this attempt's records created it already
+    if replay and (found := _find_parent(store, record.run_key)):
+        return found
+    if not _claim(ledger, record.run_key):
+        raise ParentPending(record.run_key)  # a replay is creating it right now
+    return _create_parent(store, ledger, record)
+
+
+def apply_stage(store: MlflowStore, ledger: Ledger, record: StageRecord, *, replay: bool) -> str:
+    from mlflow.entities import Metric, Param
+
+    client = store.client()
+    parent = resolve_parent(store, ledger, record, replay=replay)
+    run_id = ""
+    if replay:
+        run = _find_run(store, f"tags.{RECORD_ID_TAG} = '{record.record_id}'")
+        if run is not None and run.info.status in ("FINISHED", "FAILED"):
+            return str(run.info.run_id)  # written before the outbox entry was removed
+        run_id = str(run.info.run_id) if run is not None else ""
+    if not run_id:
+        tags = {
+            **record.tags,
+            "mlflow.parentRunId": parent,
+            "mlflow.runName": record.stage,
+            RUN_KIND_TAG: "stage",
+            RECORD_ID_TAG: record.record_id,
+            "job_id": record.job.job_id,
+            "stage": record.stage,
+        }
+        created = client.create_run(store.experiment_id(), _ms(record.started_at), tags)
+        run_id = str(created.info.run_id)
+    stamp = _ms(record.ended_at)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, stamp, 0) for k, v in record.metrics.items()],
+        params=[Param(k, v) for k, v in record.params.items()],
+    )
+    for name, text in record.artifacts.items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, record.status, end_time=stamp)
+    return run_id
+
+
+def apply_end(store: MlflowStore, ledger: Ledger, record: EndRecord, *, replay: bool) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = store.client()
+    parent = resolve_parent(store, ledger, record, replay=replay)
+    stamp = _ms(record.ended_at)
+    client.log_batch(
+        parent,
+        metrics=[Metric(k, v, stamp, 0) for k, v in record.metrics.items()],
+        params=[Param(k, v) for k, v in record.params.items()],
+        tags=[RunTag(k, v) for k, v in record.tags.items()],
+    )
+    client.set_terminated(parent, record.status, end_time=stamp)
+    if record.root is not None and store.tracing:
+        try:  # traces are best effort: a failed root never holds back the run record
+            write_root(store, record.root, parent)
+        except Exception:
+            log.info("root span of job %s not written", record.job.job_id, exc_info=True)
+    return parent
+
+
+def find_reply_run(client: Any, experiment_id: str, channel: str, reply_ts: str) -> Any | None:
+    if not (_SAFE.match(channel) and _SAFE.match(reply_ts)):
+        return None
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.channel_id = '{channel}' and tags.reply_ts = '{reply_ts}'",
+        max_results=10,
+    )
+    jobs = [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get(RUN_KIND_TAG, "job") == "job"
+    ]
+    return jobs[0] if jobs else None
+
+
+def trace_id_of(run: Any) -> str | None:
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+
+    key = run.data.tags.get(RUN_KEY_TAG, "")
+    if _OTEL_TRACE_ID.match(key):
+        return str(generate_mlflow_trace_id_from_otel_trace_id(int(key, 16)))
+    return None
+
+
+def apply_feedback(store: MlflowStore, record: FeedbackRecord, *, replay: bool) -> str:
+    """Log the reaction on the trace of the job attempt whose reply it is; the run gets tag
+    ``user_feedback``. ``ReplyNotFound`` while the reply's run or trace is not in MLflow yet
+    (a replay keeps waiting for it, up to ``FEEDBACK_PATIENCE_SECONDS``)."""
+    from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
+    from mlflow.tracing.client import TracingClient
+
+    client, tracing = store.client(), TracingClient(tracking_uri=store.uri)
+    try:
+        run = find_reply_run(client, store.experiment_id(), record.channel, record.reply_ts)
+        if run is None:
+            raise ReplyNotFound(f"no job run with reply {record.channel}/{record.reply_ts}")
+        trace_id = trace_id_of(run)
+        if trace_id is None:
+            raise ReplyNotFound(f"job run {run.info.run_id} has no trace id")
+        try:
+            tracing.get_trace_info(trace_id)
+        except Exception as exc:  # the trace may lag the run's tags
+            raise ReplyNotFound(f"trace {trace_id} of run {run.info.run_id} not found") from exc
+    except ReplyNotFound:
+        if replay and time.time() - record.made_at < FEEDBACK_PATIENCE_SECONDS:
+            raise ParentPending(record.reply_ts) from None
+        raise
+    job_id = run.data.tags.get("job_id", "")
+    tracing.log_assessment(
+        trace_id,
+        Feedback(
+            name=FEEDBACK_NAME,
+            value=record.positive,
+            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=record.user),
+            rationale=f":{record.reaction}: on the bot's reply in Slack",
+            metadata={"channel": record.channel, "reply_ts": record.reply_ts, "job_id": job_id},
+        ),
+    )
+    client.set_tag(run.info.run_id, FEEDBACK_TAG, "positive" if record.positive else "negative")
+    return trace_id
+
+
+def apply(store: MlflowStore, ledger: Ledger, record: AnyRecordType, *, replay: bool) -> str:
+    if isinstance(record, BeginRecord):
+        return apply_begin(store, ledger, record, replay=replay)
+    if isinstance(record, StageRecord):
+        return apply_stage(store, ledger, record, replay=replay)
+    if isinstance(record, EndRecord):
+        return apply_end(store, ledger, record, replay=replay)
+    return apply_feedback(store, record, replay=replay)

@@ -1,0 +1,53 @@
+"""Worker lifecycle: the process's recorder, and the periodic outbox replay.
+
+- ``worker_init`` / ``worker_process_init``: ``observability.setup.configure`` installs this
+  process's MLflow recorder and warms it up. A prefork child builds its own after the fork,
+  with a fresh tracer: MLflow's span export is not fork-safe (spans of a child that kept the
+  parent's tracer queue forever).
+- ``worker_process_shutdown`` / ``worker_shutdown``: what is still queued is written, or kept
+  in the Redis outbox.
+- ``technoshare.replay_mlflow_outbox`` (beat, every minute): the outbox written when MLflow is
+  back; every recording process also drains it by itself when it sees MLflow healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
+
+from observability.recorder import get_recorder, install_recorder
+from tasks.app import app
+
+log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _install_recorder(**_: Any) -> None:
+    try:
+        from observability.setup import configure, warm_up
+        from pipeline.settings import get_settings
+
+        warm_up(configure(get_settings()))
+    except Exception:
+        log.exception("the MLflow recorder could not be set up (jobs still run, unrecorded)")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_recorder(**_: Any) -> None:
+    get_recorder().close()
+    install_recorder(None)
+
+
+@app.task(name="technoshare.replay_mlflow_outbox", ignore_result=True)
+def replay_mlflow_outbox() -> dict[str, Any]:
+    replay = getattr(get_recorder(), "replay_outbox", None)
+    return replay() if replay is not None else {"skipped": "tracking disabled"}
