@@ -5,19 +5,28 @@ dates, language, description, canonical URL); ``decode_html(bytes, charset)`` de
 The main text comes from ``pipeline.extract_main`` (Readability-style scoring), the metadata
 from ``pipeline.extract_meta``; a page whose strict reading keeps under ``MIN_TEXT`` characters
 is read again with fewer removals, and the longest reading wins.
+
+Hostile pages: nesting deeper than ``extract_depth.MAX_DEPTH`` is flattened before parsing (the
+parser itself is quadratic in depth), the reading is linear in the page size, and the whole
+extraction has a time budget (``budget_s``): when it runs out, what was read so far is returned
+with ``truncated`` set and a ``partial_reason``.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser
 
+from pipeline.extract_depth import limit_nesting
 from pipeline.extract_main import MARK, PASSES, Block, read_main_text
 from pipeline.extract_meta import PageMeta, extract_meta, script_language
+from pipeline.extract_tree import EXTRACTION_BUDGET_S, WALK_SHARE, Budget
 
-__all__ = ["Block", "ExtractedPage", "decode_html", "extract_html"]
+__all__ = ["EXTRACTION_BUDGET_S", "Block", "ExtractedPage", "decode_html", "extract_html"]
 
 MIN_TEXT = 500  # characters: below this the page is read again with fewer removals
 
@@ -34,6 +43,11 @@ class ExtractedPage:
     description: str | None = None
     canonical_url: str | None = None
     blocks: list[Block] = field(default_factory=list)
+    # The time budget ran out: ``blocks`` are what was read of the page before it did.
+    truncated: bool = False
+    partial_reason: str | None = None
+    # Nodes looked at by Python code: the work done, linear in the page size.
+    node_visits: int = 0
 
     @property
     def byline(self) -> str | None:
@@ -83,21 +97,36 @@ def decode_html(content: bytes, declared: str | None = None) -> str:
     return content.decode(codec, errors="replace")
 
 
-def extract_html(html: str | bytes, url: str = "", charset: str | None = None) -> ExtractedPage:
-    """Main text and metadata of one HTML page (``bytes`` are decoded with ``decode_html``)."""
+def extract_html(
+    html: str | bytes,
+    url: str = "",
+    charset: str | None = None,
+    *,
+    budget_s: float = EXTRACTION_BUDGET_S,
+    clock: Callable[[], float] = time.thread_time,
+) -> ExtractedPage:
+    """Main text and metadata of one HTML page (``bytes`` are decoded with ``decode_html``).
+
+    ``budget_s`` bounds the CPU time of the extraction as measured by ``clock``.
+    """
+    budget = Budget(budget_s, clock)
     if isinstance(html, bytes):
         html = decode_html(html, charset)
     if MARK in html:  # page text must not be able to forge paragraph markers
         html = html.replace(MARK, " ")
+    html, _flattened = limit_nesting(html)
     best: list[Block] = []
     meta: PageMeta | None = None
-    for flags in PASSES:
+    for number, flags in enumerate(PASSES):
+        if number and budget.out_of_time(WALK_SHARE):
+            budget.stop()  # no time left to read the page again with fewer removals
+            break
         tree = LexborHTMLParser(html)
         meta = meta or extract_meta(tree)  # before reading: the reading edits the tree
-        blocks = read_main_text(tree, flags)
+        blocks = read_main_text(tree, flags, budget)
         if sum(len(b.text) for b in blocks) > sum(len(b.text) for b in best):
             best = blocks
-        if sum(len(b.text) for b in best) >= MIN_TEXT:
+        if budget.stopped or sum(len(b.text) for b in best) >= MIN_TEXT:
             break
     assert meta is not None
     return ExtractedPage(
@@ -111,4 +140,7 @@ def extract_html(html: str | bytes, url: str = "", charset: str | None = None) -
         description=meta.description,
         canonical_url=meta.canonical_url,
         blocks=best,
+        truncated=budget.stopped,
+        partial_reason=budget.partial_reason,
+        node_visits=budget.visits,
     )

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 from selectolax.lexbor import LexborNode
 
+from pipeline.extract_style import HIDDEN, LIGHT_TEXT, style_visibility
+
 # Removal flags: the strictest reading uses all three.
 STRIP_UNLIKELY, WEIGHT_CLASSES, CLEAN_CONDITIONALLY = 1, 2, 4
 
@@ -22,8 +24,6 @@ SKIP_TAGS = frozenset(
      "iframe", "object", "embed", "svg", "canvas", "menu", "link", "meta"}
 )  # fmt: skip
 _NEVER_UNLIKELY = frozenset({"html", "body", "a", "article", "main"})
-HIDDEN_SELECTOR = "[hidden], [aria-hidden], [style]"  # candidates; is_hidden() decides
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _UNLIKELY_ROLES = {"menu", "menubar", "complementary", "navigation", "alert", "alertdialog",
                    "dialog"}  # fmt: skip
 # Class/id words (Readability's lists), matched against the lower-cased value.
@@ -66,12 +66,19 @@ def _looks_unlikely(class_and_id: str) -> bool:
 
 
 def is_hidden(attrs: dict[str, str | None]) -> bool:
-    style = attrs.get("style") or ""
-    return (
-        "hidden" in attrs
-        or attrs.get("aria-hidden") == "true"
-        or bool(("none" in style or "hidden" in style) and _HIDDEN_STYLE.search(style))
-    )
+    """Hidden whatever the ancestors: the ``hidden`` attribute, ``aria-hidden``, or an inline
+    style that hides it (``pipeline.extract_style``). White-ish text is decided by the reading,
+    which knows the ancestors' backgrounds (``light_text``)."""
+    if "hidden" in attrs or (attrs.get("aria-hidden") or "").strip().lower() == "true":
+        return True
+    style = attrs.get("style")
+    return bool(style) and style_visibility(style) == HIDDEN
+
+
+def light_text(attrs: dict[str, str | None]) -> bool:
+    """White-ish text without a background of its own: hidden on a light page."""
+    style = attrs.get("style")
+    return bool(style) and style_visibility(style) == LIGHT_TEXT
 
 
 def has_ancestor(node: LexborNode, tags: set[str], depth: int = 0) -> bool:
