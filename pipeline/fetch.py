@@ -5,15 +5,24 @@ Rules (FIELD-NOTES, SSRF), applied to the first URL and again to every redirect 
 - http/https only, no userinfo;
 - the host is resolved (``resolver`` seam, ``getaddrinfo`` by default; numeric forms such as
   ``2130706433`` or ``0x7f.1`` are parsed as the addresses they are) and the URL is refused if ANY
-  address is not global (IPv4-mapped IPv6 unwrapped);
+  address is not public (``pipeline.netguard.is_public_address``: IPv6 forms embedding an IPv4
+  address - mapped, NAT64, 6to4, Teredo, ... - are judged by that IPv4 address);
 - the connection is pinned to the checked address (the URL's host is replaced by the IP; the
   ``Host`` header and TLS SNI keep the name, so certificates are still checked for the name);
 - redirects are followed by hand, at most ``fetch_max_redirects``; ``Authorization`` is dropped
   when a redirect leaves the origin;
-- the body is streamed with a byte cap: text is cut and marked truncated, binary (PDF) over the
-  cap is refused; the content type must be on an allowlist;
-- connect/read timeouts per operation, and a total deadline for the whole fetch that also stops
-  a body that drips forever; ``trust_env=False`` (no proxies or netrc from the environment).
+- the body is read raw and its Content-Encoding undone here with bounded output
+  (``pipeline.fetch_decode``: at most two gzip/deflate layers), under a byte cap on the DECODED
+  size: text is cut and marked truncated, binary (PDF) over the cap is refused; the content type
+  must be on an allowlist;
+- connect/read timeouts per operation, and ONE total deadline per fetch (all redirect hops)
+  that bounds the name lookup, connect, TLS, the response headers and the body
+  (``pipeline.fetch_transport``), so neither dripping headers nor a dripping body hold a worker;
+  ``trust_env=False`` (no proxies or netrc from the environment).
+
+With the ``transport`` seam (tests, the recorded web: in-process, no sockets) the SSRF checks,
+caps and content rules are the same, but timeouts are the transport's business, and a body the
+transport has already read is taken as it is (httpx decoded it).
 
 ``FETCH_ALLOW_HOSTS`` exempts named hosts from the address check: an entry is a host name or
 address as written in the URL (``127.0.0.1``, ``intranet.local``) or ``host:port``. It matches
@@ -23,16 +32,14 @@ as ``localhost``) that resolve to the same place.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import json
 import logging
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,18 +50,20 @@ from pipeline.errors import (
     UnsafeURLError,
     UnsupportedContentError,
 )
+from pipeline.fetch_decode import ACCEPT_ENCODING, content_codings, decoded_chunks
 from pipeline.fetch_policy import (
     PDF_TYPE,
     effective_media_type,
     parse_media_type,
     raise_for_status,
 )
+from pipeline.fetch_transport import Deadline, DeadlineTransport, deadline_scope, resolve_within
+from pipeline.netguard import is_public_address, literal_address
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str], list[str]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -110,26 +119,6 @@ class _Target:
     extensions: dict[str, Any] = field(default_factory=dict)
 
 
-def _literal_address(host: str) -> IPAddress | None:
-    """The address a numeric host stands for, including legacy IPv4 forms (``0x7f.1``)."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    if all(c in "0123456789abcdefx." for c in host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def _is_public(addr: IPAddress) -> bool:
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_global and not addr.is_multicast
-
-
 class SafeFetcher:
     """GET with SSRF checks, pinned connections, manual redirects, byte cap and deadlines.
 
@@ -147,12 +136,9 @@ class SafeFetcher:
         self.resolver: Resolver = resolver or getaddrinfo_resolver
         self._allow = {entry.strip().lower() for entry in settings.fetch_allow_hosts}
         self._client = httpx.Client(
-            transport=transport,
-            verify=_ssl_context(),
+            transport=transport or DeadlineTransport(_ssl_context()),
             trust_env=False,
             follow_redirects=False,
-            # Never reuse a connection: two names on one address must not share a TLS session.
-            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
@@ -170,8 +156,11 @@ class SafeFetcher:
         names = {bare, f"[{bare}]"} if ":" in bare else {bare}
         return bool(self._allow & (names | {f"{n}:{port}" for n in names if port}))
 
-    def check_url(self, url: str | httpx.URL) -> _Target:
-        """Validate one hop and pick the address to connect to (raises ``UnsafeURLError``)."""
+    def check_url(self, url: str | httpx.URL, deadline: Deadline | None = None) -> _Target:
+        """Validate one hop and pick the address to connect to (raises ``UnsafeURLError``).
+
+        With a ``deadline`` the name lookup is abandoned when it runs out.
+        """
         try:
             parsed = httpx.URL(url) if isinstance(url, str) else url
         except httpx.InvalidURL as exc:
@@ -186,22 +175,25 @@ class SafeFetcher:
         loopback_name = host == "localhost" or host.endswith(".localhost")  # RFC 6761
         if loopback_name and not self._allowed(host, parsed.port):
             raise UnsafeURLError(f"{host} is a loopback name")
-        literal = _literal_address(host)
+        literal = literal_address(host)
         if literal is not None:
             addresses = [literal]
         else:
             try:
                 ascii_host = parsed.raw_host.decode("ascii").lower().rstrip(".")
-                addresses = [
-                    ipaddress.ip_address(a.split("%")[0]) for a in self.resolver(ascii_host)
-                ]
+                found = (
+                    resolve_within(self.resolver, ascii_host, deadline)
+                    if deadline is not None
+                    else self.resolver(ascii_host)
+                )
+                addresses = [ipaddress.ip_address(a.split("%")[0]) for a in found]
             except (OSError, UnicodeError, ValueError) as exc:
                 raise FetchNetworkError(f"could not resolve {host}: {exc}") from None
         if not addresses:
             raise FetchNetworkError(f"could not resolve {host}")
         if not self._allowed(host, parsed.port):
             for addr in addresses:
-                if not _is_public(addr):
+                if not is_public_address(addr):
                     raise UnsafeURLError(f"{host} resolves to a non-public address ({addr})")
         address = str(addresses[0])
         netloc = parsed.netloc.decode("ascii")
@@ -224,14 +216,26 @@ class SafeFetcher:
 
         ``check_status=False`` returns non-2xx responses instead of raising (bodies still capped).
         """
-        s = self.settings
         started = time.monotonic()
-        deadline = started + s.fetch_total_timeout
+        deadline = Deadline(self.settings.fetch_total_timeout)  # one for every hop
+        with deadline_scope(deadline):
+            return self._get(url, accept, headers, check_status, deadline, started)
+
+    def _get(
+        self,
+        url: str,
+        accept: str | None,
+        headers: dict[str, str] | None,
+        check_status: bool,
+        deadline: Deadline,
+        started: float,
+    ) -> FetchResponse:
+        s = self.settings
         extra = dict(headers or {})
         current = _parse_url(url)
         redirects: list[str] = []
         for _hop in range(s.fetch_max_redirects + 1):
-            target = self.check_url(current)
+            target = self.check_url(current, deadline)
             response = self._send(target, accept, extra, deadline)
             location = response.headers.get("location")
             if response.status_code in _REDIRECTS and location:
@@ -264,19 +268,25 @@ class SafeFetcher:
         raise UnsafeURLError(f"more than {s.fetch_max_redirects} redirects")
 
     def _send(
-        self, target: _Target, accept: str | None, extra: dict[str, str], deadline: float
+        self, target: _Target, accept: str | None, extra: dict[str, str], deadline: Deadline
     ) -> httpx.Response:
+        """Send the request; returns once the headers are in (the body is left streaming)."""
         s = self.settings
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise FetchNetworkError("total fetch timeout exceeded")
+        if deadline.expired():
+            raise FetchNetworkError(f"total fetch timeout ({s.fetch_total_timeout} s) exceeded")
+        # Per operation; the transport also cuts every operation at the total deadline.
         timeout = httpx.Timeout(
-            connect=min(s.fetch_connect_timeout, remaining),
-            read=min(s.fetch_read_timeout, remaining),
-            write=min(s.fetch_read_timeout, remaining),
-            pool=min(s.fetch_connect_timeout, remaining),
+            connect=s.fetch_connect_timeout,
+            read=s.fetch_read_timeout,
+            write=s.fetch_read_timeout,
+            pool=s.fetch_connect_timeout,
         )
-        hdrs = {"User-Agent": s.fetch_user_agent, "Accept": accept or "*/*", **extra}
+        hdrs = {
+            "User-Agent": s.fetch_user_agent,
+            "Accept": accept or "*/*",
+            "Accept-Encoding": ACCEPT_ENCODING,  # exactly what fetch_decode can undo
+            **extra,
+        }
         hdrs.update(target.headers)
         request = self._client.build_request(
             "GET", target.url, headers=hdrs, timeout=timeout, extensions=target.extensions
@@ -284,18 +294,28 @@ class SafeFetcher:
         try:
             return self._client.send(request, stream=True)
         except httpx.TimeoutException:
+            if deadline.fired or deadline.expired():
+                raise FetchNetworkError(
+                    f"total fetch timeout ({s.fetch_total_timeout} s) exceeded before "
+                    f"{target.host} finished sending its response headers"
+                ) from None
             raise FetchNetworkError(f"timed out connecting to {target.host}") from None
         except httpx.HTTPError as exc:
             raise FetchNetworkError(f"{type(exc).__name__} fetching {target.host}") from None
 
     def _read(
-        self, response: httpx.Response, url: str, deadline: float
+        self, response: httpx.Response, url: str, deadline: Deadline
     ) -> tuple[str, str | None, bytes, str | None]:
-        """(media type, charset, body, why the body was cut or None), enforcing the policy."""
+        """(media type, charset, body, why the body was cut or None), enforcing the policy.
+
+        The cap applies to the decoded body; decoded pieces are at most ``DECODE_STEP`` bytes,
+        so no more than the cap plus one piece is ever held.
+        """
         cap = self.settings.fetch_max_bytes
         media, charset = parse_media_type(response.headers.get("content-type"))
         declared = response.headers.get("content-length", "")
-        chunks = _deadline_chunks(response, deadline)
+        codings = content_codings(response.headers.get("content-encoding"))
+        chunks = _body_chunks(response, codings, deadline)
         cut = None
         try:
             first = next((c for c in chunks if c), b"")
@@ -338,51 +358,30 @@ def _parse_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
         raise UnsafeURLError(f"invalid URL: {url!r}") from None
 
 
-def _deadline_chunks(response: httpx.Response, deadline: float) -> Generator[bytes, None, None]:
-    """Body chunks until the deadline.
+def _body_chunks(
+    response: httpx.Response, codings: list[str], deadline: Deadline
+) -> Generator[bytes, None, None]:
+    """The decoded body in bounded pieces, until its end or the deadline."""
+    if response.is_stream_consumed:  # an in-process transport read (and decoded) it already
+        yield response.content
+        return
+    yield from decoded_chunks(_raw_chunks(response, deadline), codings)
 
-    A watchdog shuts the socket down at the deadline, which unblocks a read waiting on a
-    server that has stopped sending. That ends a close-delimited body as cleanly as a real end,
-    so whether the watchdog fired is what tells the two apart.
+
+def _raw_chunks(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
+    """Body bytes as received (still encoded), until the end or the deadline.
+
+    Each read is cut at the deadline by the transport; a body that keeps dripping is stopped by
+    the check after every chunk.
     """
-    sock = _socket_of(response)
-    fired = threading.Event()
-    watchdog = None
-    if sock is not None:
-        remaining = max(0.0, deadline - time.monotonic())
-        watchdog = threading.Timer(remaining, _shutdown, (sock, fired))
-        watchdog.daemon = True
-        watchdog.start()
     try:
-        for chunk in response.iter_bytes():  # as received: a chunk size would hold data back
-            if fired.is_set() or time.monotonic() > deadline:
+        for chunk in response.iter_raw():  # as received: a chunk size would hold data back
+            if deadline.expired():
                 raise _Deadline
             yield chunk
-        if fired.is_set():
-            raise _Deadline
     except httpx.HTTPError as exc:
-        if fired.is_set() or time.monotonic() >= deadline:
+        if deadline.fired or deadline.expired():
             raise _Deadline from None
         if isinstance(exc, httpx.TimeoutException):
             raise FetchNetworkError("read timed out") from None
         raise FetchNetworkError(f"{type(exc).__name__} while reading the body") from None
-    finally:
-        if watchdog is not None:
-            watchdog.cancel()
-
-
-def _socket_of(response: httpx.Response) -> socket.socket | None:
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return None
-    try:
-        sock = stream.get_extra_info("socket")
-    except Exception:  # any backend without a plain socket simply gets no watchdog
-        return None
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _shutdown(sock: socket.socket, fired: threading.Event) -> None:
-    fired.set()
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
