@@ -118,15 +118,22 @@ class NullRecorder:
 
 _lock = threading.Lock()
 _installed: Recorder | None = None
+_kept = False
 
 
-def install_recorder(recorder: Recorder | None) -> Recorder | None:
+def install_recorder(recorder: Recorder | None, *, keep: bool = False) -> Recorder | None:
     """Make ``recorder`` the process's recorder (None: back to the null one); returns the
-    previous one, which the caller closes if it is done with it."""
-    global _installed
+    previous one, which the caller closes if it is done with it. ``keep=True``: a process that
+    embeds the workers (or a test) chose its recorder, and ``kept_recorder()`` tells the worker
+    start-up not to replace it."""
+    global _installed, _kept
     with _lock:
-        previous, _installed = _installed, recorder
+        previous, _installed, _kept = _installed, recorder, keep and recorder is not None
     return previous
+
+
+def kept_recorder() -> bool:
+    return _kept
 
 
 def get_recorder() -> Recorder:

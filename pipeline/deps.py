@@ -11,7 +11,7 @@ imports litellm.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -111,6 +111,9 @@ class StageDeps:
     poster: ReplyPoster = field(default_factory=KeepReply)
     budget: Budget = field(default_factory=NoBudget)
     llm_factory: Callable[[Settings], LLM] = build_llm
+    # stage name -> a function run instead of the stage (doubles in tests of the queue
+    # machinery, which are about delivery, not about what a stage computes)
+    overrides: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     _llm: LLM | None = field(default=None, repr=False)
     _offline: StageDeps | None = field(default=None, repr=False)
 

@@ -197,7 +197,7 @@ def advance(stage: Stage, carry: JobCarry, deps: StageDeps) -> JobCarry:
     if stage.uses_llm and (carry.budget_offline or deps.budget.spent()):
         carry = carry.model_copy(update={"budget_offline": True})
         deps = deps.offline()
-    output = stage.run(carry, deps)
+    output = deps.overrides.get(stage.name, stage.run)(carry, deps)
     if stage.uses_llm and (usage := usage_of(output)) is not None and usage.cost_usd > 0:
         deps.budget.record(usage)
     return carry.model_copy(update={stage.output: output})

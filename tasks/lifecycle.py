@@ -22,7 +22,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from observability.recorder import get_recorder, install_recorder
+from observability.recorder import get_recorder, install_recorder, kept_recorder
 from tasks.app import app
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 @worker_init.connect
 @worker_process_init.connect
 def _install_recorder(**_: Any) -> None:
+    if kept_recorder():
+        return  # the process installed its own before the worker started
     try:
         from observability.setup import configure, warm_up
         from pipeline.settings import get_settings
@@ -44,7 +46,8 @@ def _install_recorder(**_: Any) -> None:
 @worker_shutdown.connect
 def _close_recorder(**_: Any) -> None:
     get_recorder().close()
-    install_recorder(None)
+    if not kept_recorder():
+        install_recorder(None)
 
 
 @app.task(name="technoshare.replay_mlflow_outbox", ignore_result=True)

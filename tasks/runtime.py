@@ -7,6 +7,7 @@ socket is shared between processes; ``worker_process_init`` drops anything inher
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -32,8 +33,24 @@ def sink() -> SlackSink:
     return make_sink(settings())
 
 
+DepsFactory = Callable[[], StageDeps]
+_deps_factory: DepsFactory | None = None
+
+
+def set_deps_factory(factory: DepsFactory | None) -> None:
+    """Build this process's stage dependencies with ``factory`` (a process embedding the
+    workers, or a test with doubles); None: :func:`worker_deps`."""
+    global _deps_factory
+    _deps_factory = factory
+    deps.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def deps() -> StageDeps:
+    return (_deps_factory or worker_deps)()
+
+
+def worker_deps() -> StageDeps:
     """What every stage task of this process hands its stage: the same wiring as ``technoshare
     run`` plus the idempotent Slack poster and the daily LLM budget in Redis."""
     from services.budget import RedisBudget

@@ -12,46 +12,46 @@ turns into the missing runs.
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from pipeline.stages import STAGE_NAMES, STAGES
 from tests.support import obs_jobs
 from tests.support.mlflow_server import (
     MlflowServer,
     artifact_json,
     children_of,
     client_and_experiment,
-    mlflow_server_fixture,  # noqa: F401
     the_trace,
     wait_for_job,
 )
-from tests.support.service import RedisServer, redis_server_fixture, wait_until  # noqa: F401
+from tests.support.service import RedisServer, wait_until
 
 pytestmark = pytest.mark.mlflow_server
 
-STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
-LLM = ("stage_a", "stage_b")
-SPANS = {
-    "retrieval": "retrieval.fetch_evidence",
-    "stage_a": "stage_a.run",
-    "stage_b": "stage_b.run",
-    "quality_gates": "quality_gates.validate",
-    "slack_post": "slack.post_message",
-}
+LLM = ("stage_a", "stage_b")  # the stages whose doubles call the (stub) model
+SPANS = {stage.name: stage.span_name for stage in STAGES}
+ARTIFACTS = {stage.name: stage.artifact for stage in STAGES}
 OVERHEAD_BUDGET = 0.050  # seconds of MLflow work on a job's critical path
 
 
+def outbox_pending(redis_url: str) -> int:
+    import redis
+
+    from observability.outbox import RedisOutbox
+
+    return RedisOutbox(redis.Redis.from_url(redis_url, decode_responses=True)).pending()
+
+
 class Workers:
-    """io: fork pool of 2 (worker_init in each child); llm: one spawned process, threads."""
+    """io: fork pool of 2 (each child installs its recorder, as a worker process does); llm:
+    one spawned process, stages on threads."""
 
     def __init__(self) -> None:
-        from observability import worker_init
-
-        self.io = mp.get_context("fork").Pool(2, initializer=worker_init)
-        self.llm = mp.get_context("spawn").Pool(1, initializer=worker_init)
+        self.io = mp.get_context("fork").Pool(2, initializer=obs_jobs.init_process)
+        self.llm = mp.get_context("spawn").Pool(1, initializer=obs_jobs.init_process)
 
     def stage(self, stage: str, job: dict, headers: dict, carry: dict) -> dict:
         if stage in LLM:
@@ -87,24 +87,25 @@ def env(
 
 @pytest.fixture(scope="module")
 def workers(env: dict[str, str]) -> Iterator[Workers]:
-    from observability.runtime import reset_runtime
-    from pipeline.settings import reset_settings_cache
+    """The pools, and this process's recorder (it begins the jobs, as the entry task does)."""
+    from observability.recorder import get_recorder, install_recorder
 
-    reset_settings_cache()
-    reset_runtime()
     pools = Workers()
+    obs_jobs.init_process()
     yield pools
+    get_recorder().close()
+    install_recorder(None)
     pools.close()
 
 
 def run_job(workers: Workers, job_id: str, url: str) -> dict[str, Any]:
-    from observability import hooks
+    from observability.recorder import get_recorder
 
     job = obs_jobs.make_job(job_id, url)
     job_json = job.model_dump(mode="json")
-    headers = hooks.begin_job(job)
+    headers = get_recorder().begin_job(job)
     carry: dict[str, Any] = {}
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         try:
             carry = workers.stage(stage, job_json, headers, carry)
         except Exception as exc:  # the chain stops; the error callback ends the job
@@ -135,9 +136,15 @@ def test_parent_runs_nested_runs_metrics_and_artifacts(jobs, env, tmp_path) -> N
     assert tags["domain"] == "arxiv.org"
     assert tags["adapter_name"] == "ArxivAdapter"
     assert tags["outcome"] == "success"
+    params = parent.data.params  # what the Compare view shows as differences
     for stage in LLM:
         assert tags[f"{stage}.model"] == obs_jobs.MODEL
         assert tags[f"{stage}.prompt_version"] == "3"
+        assert params[f"{stage}.model"] == obs_jobs.MODEL
+        assert params[f"{stage}.prompt_name"] == stage
+        assert params[f"{stage}.prompt_version"] == "3"
+    assert params["adapter"] == "ArxivAdapter"
+    assert params["gate_tldr_items"] == "3" and params["app_version"]
     assert parent.info.status == "FINISHED"
     m = parent.data.metrics
     assert m["cost_usd"] == pytest.approx(2 * obs_jobs.CALL_COST)
@@ -146,12 +153,12 @@ def test_parent_runs_nested_runs_metrics_and_artifacts(jobs, env, tmp_path) -> N
     assert m["tracking_overhead_seconds"] > 0  # its bound is checked where it is promised
 
     children = children_of(client, exp_id, parent.info.run_id)
-    assert set(children) == set(STAGES)
+    assert set(children) == set(STAGE_NAMES)
     for stage, run in children.items():
         assert run.info.status == "FINISHED"
         assert run.data.metrics["latency_seconds"] >= 0, stage
         assert run.data.tags["job_id"] == "jarxiv"
-    r = children["retrieval"].data
+    r = children["fetch_evidence"].data
     assert r.metrics["snippet_count"] == 3 and r.metrics["source_count"] == 1
     assert r.tags["coverage"] == "full"
     a = children["stage_a"].data
@@ -162,17 +169,12 @@ def test_parent_runs_nested_runs_metrics_and_artifacts(jobs, env, tmp_path) -> N
         assert d.metrics["cost_usd"] == pytest.approx(obs_jobs.CALL_COST)
         assert d.tags["model"] == obs_jobs.MODEL and d.tags["prompt_version"] == "3"
     assert children["quality_gates"].data.metrics["gate_failures"] == 0
-    expected = {
-        "retrieval": "evidence.json",
-        "stage_a": "stage_a_facts.json",
-        "stage_b": "stage_b_result.json",
-        "quality_gates": "gate_report.json",
-        "slack_post": "slack_payload.json",
-    }
-    for stage, name in expected.items():
+    for stage, name in ARTIFACTS.items():
         listed = [f.path for f in client.list_artifacts(children[stage].info.run_id)]
         assert listed == [name], stage
-    evidence = artifact_json(client, children["retrieval"].info.run_id, "evidence.json", tmp_path)
+    evidence = artifact_json(
+        client, children["fetch_evidence"].info.run_id, "evidence.json", tmp_path
+    )
     assert evidence["adapter"] == "ArxivAdapter"
 
 
@@ -185,7 +187,7 @@ def test_outcomes_and_parent_status(jobs, env) -> None:
     assert boom.data.tags["outcome"] == "error" and boom.info.status == "FAILED"
     assert "LLMOutputError" in boom.data.tags["error"]
     children = children_of(client, exp_id, boom.info.run_id)
-    assert set(children) == {"retrieval", "stage_a", "stage_b"}
+    assert set(children) == {"fetch_evidence", "stage_a", "stage_b"}
     assert children["stage_b"].info.status == "FAILED"
     assert children["stage_b"].data.tags["error_type"] == "LLMOutputError"
 
@@ -225,19 +227,19 @@ def test_one_trace_per_job_with_the_stage_spans(jobs, env) -> None:
         assert spans[name].parent_id == root.span_id, name
     llm_spans = [s for s in trace.data.spans if s.span_type == "LLM"]
     assert {s.parent_id for s in llm_spans} == {
-        spans["stage_a.run"].span_id,
-        spans["stage_b.run"].span_id,
+        spans[SPANS["stage_a"]].span_id,
+        spans[SPANS["stage_b"]].span_id,
     }
-    retrieval = spans["retrieval.fetch_evidence"].attributes
+    retrieval = spans[SPANS["fetch_evidence"]].attributes
     assert retrieval["url"] == "https://arxiv.org/abs/2401.00001"
     assert retrieval["adapter"] == "ArxivAdapter"
     assert retrieval["coverage"] == "full" and retrieval["snippet_count"] == 3
-    stage_a = spans["stage_a.run"].attributes
+    stage_a = spans[SPANS["stage_a"]].attributes
     assert stage_a["model"] == obs_jobs.MODEL and stage_a["tool_calls"] == 1
     assert stage_a["input_tokens"] == 100 and stage_a["output_tokens"] == 40
-    gates = spans["quality_gates.validate"].attributes
+    gates = spans[SPANS["quality_gates"]].attributes
     assert gates["gate_failures"] == 0 and gates["failed_gates"] == []
-    slack = spans["slack.post_message"].attributes
+    slack = spans[SPANS["slack_post"]].attributes
     assert slack["channel"] == "C0SHARE" and slack["reply_ts"] == obs_jobs.REPLY_TS
 
     info = trace.info
@@ -245,26 +247,29 @@ def test_one_trace_per_job_with_the_stage_spans(jobs, env) -> None:
     assert info.trace_metadata["mlflow.trace.session"] == "C0SHARE"
     assert info.trace_metadata["mlflow.trace.user"] == "UALICE"
     assert info.state.value == "OK"
+    # the trace's usage is the job's: every LLM call of every process (the parent's metrics)
+    usage = info.token_usage
+    assert usage["input_tokens"] == parent.data.metrics["input_tokens"] == 200
+    assert usage["output_tokens"] == parent.data.metrics["output_tokens"] == 80
     import mlflow
 
     linked = mlflow.search_traces(locations=[exp_id], run_id=parent.info.run_id, return_type="list")
     assert [t.info.trace_id for t in linked] == [info.trace_id]
 
-    boom = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jboom", 4, names=("stage_b.run",))
+    boom = the_trace(exp_id, env["MLFLOW_TRACKING_URI"], "jboom", 4, names=(SPANS["stage_b"],))
     assert boom.info.tags["outcome"] == "error"
     assert boom.info.state.value == "ERROR"
     names = {s.name: s for s in boom.data.spans}
-    assert names["stage_b.run"].status.status_code == SpanStatusCode.ERROR
-    assert "quality_gates.validate" not in names
+    assert names[SPANS["stage_b"]].status.status_code == SpanStatusCode.ERROR
+    assert SPANS["quality_gates"] not in names
 
 
 def test_mlflow_down_jobs_go_on_and_runs_come_back(jobs, workers, env, mlflow_server) -> None:
     """The first job after the kill is where each process finds MLflow gone (a write fails on
     the background thread); the bound is checked on the jobs after it, as promised for an
-    outage. Every job's runs arrive after the restart, the detecting job's included."""
-    from observability import replay_outbox
-    from observability.outbox import pending
-
+    outage. Every job's runs arrive after the restart, the detecting job's included, written by
+    the processes themselves (no beat, nobody calls a replay): each drains the outbox once it
+    sees MLflow healthy again, idle or not."""
     client, exp_id = client_and_experiment(env["MLFLOW_TRACKING_URI"])
     for job_id, stages in (("jarxiv", 5), ("jgithub", 5), ("jgate", 5), ("jboom", 3)):
         wait_for_job(client, exp_id, job_id, stages)  # nothing left to write: writers idle
@@ -272,15 +277,12 @@ def test_mlflow_down_jobs_go_on_and_runs_come_back(jobs, workers, env, mlflow_se
     down_jobs = [f"jdown{i}" for i in range(5)]
     for job_id in down_jobs:
         result = run_job(workers, job_id, f"https://arxiv.org/abs/2402.0000{job_id[-1]}")
-        assert result["carry"]["posted_at"] > 0  # the reply went out
-    assert pending() > 0
+        assert result["carry"]["reply"]["ts"] == obs_jobs.REPLY_TS  # the reply went out
+    redis_url = env["REDIS_URL"]
+    assert outbox_pending(redis_url) > 0
 
     mlflow_server.start()
-    deadline = time.monotonic() + 90
-    while pending() and time.monotonic() < deadline:
-        replay_outbox()
-        time.sleep(1)
-    assert pending() == 0
+    wait_until(lambda: outbox_pending(redis_url) == 0, 90, "the outbox drained by the workers")
 
     for i, job_id in enumerate(down_jobs):
         parent = wait_for_job(client, exp_id, job_id, 5, timeout=30)
@@ -289,7 +291,7 @@ def test_mlflow_down_jobs_go_on_and_runs_come_back(jobs, workers, env, mlflow_se
         if i > 0:
             assert parent.data.metrics["tracking_overhead_seconds"] < OVERHEAD_BUDGET, job_id
         children = children_of(client, exp_id, parent.info.run_id)
-        assert set(children) == set(STAGES)
-        assert [f.path for f in client.list_artifacts(children["retrieval"].info.run_id)] == [
+        assert set(children) == set(STAGE_NAMES)
+        assert [f.path for f in client.list_artifacts(children["fetch_evidence"].info.run_id)] == [
             "evidence.json"
         ]

@@ -12,7 +12,9 @@ import pytest
 
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID
 from services.job_store import JobStatus
-from tasks.entry import STAGES
+from pipeline.models import Commentary, GateReport, JobCarry, Review, SlackMessage
+from pipeline.stages import STAGE_BY_NAME
+from pipeline.stages import STAGE_NAMES as STAGES
 from tests.support.fake_slack import Failure
 from tests.support.service import CHANNEL, Stack, fake_slack_fixture, wait_until  # noqa: F401
 
@@ -104,14 +106,12 @@ def test_invalid_auth_fails_at_once_with_a_clear_error(stack, fake_slack):
 def test_redelivered_post_does_not_post_twice(stack, fake_slack):
     job_id = stack.submit("https://example.com/once", ts="15.1")
     stack.wait_final([job_id])
-    carry = {
-        "attempt": 1,
-        "message": {"channel": CHANNEL, "thread_ts": "15.1", "text": "again", "outcome": "success"},
-        "gate_report": {"results": []},
-    }
-    results = [
-        stack.celery.send_task("technoshare.slack_post", args=[carry, job_id]) for _ in range(3)
-    ]
+    message = SlackMessage(channel=CHANNEL, thread_ts="15.1", text="again")
+    draft = Commentary(tldr=["one"], summary="A summary.", projects=[])
+    review = Review(commentary=draft, report=GateReport(), message=message)
+    carry = JobCarry(job=stack.store.require(job_id).job, review=review).model_dump(mode="json")
+    post = STAGE_BY_NAME["slack_post"].task_name
+    results = [stack.celery.send_task(post, args=[carry]) for _ in range(3)]
     for result in results:
         result.get(timeout=30)
     assert len(replies_for(fake_slack, "15.1")) == 1

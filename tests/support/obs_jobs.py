@@ -1,5 +1,6 @@
 """Simulated stage tasks for the observability tests: each runs in a worker process the way a
-Celery task does (headers in, ``observability.hooks`` around the stage), without Celery.
+Celery task does (headers in, ``services.runner.run_stage`` with the process's recorder), without
+Celery; the stage bodies are deterministic doubles (``StageDeps.overrides``).
 
 URL hooks: ``/boom`` makes stage_b fail; ``/gatefail`` makes a gate fail. ``TS_TEST_LLM_DELAY``
 (seconds) is the stub model's fixed latency (benchmarks).
@@ -12,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from observability import hooks
+from pipeline.deps import StageDeps
 from pipeline.errors import LLMOutputError
 from pipeline.models import (
     Commentary,
@@ -23,14 +24,18 @@ from pipeline.models import (
     GateReport,
     GateResult,
     Job,
+    JobCarry,
     LLMCall,
     Outcome,
+    PostedReply,
     ReadKind,
+    Review,
     SlackMessage,
     Snippet,
     Source,
     StageUsage,
 )
+from pipeline.stages import STAGE_BY_NAME, STAGE_NAMES
 
 MODEL = "openai/gpt-4o-mini"
 CALL_COST = 0.0015  # per stub LLM call, so totals are checkable
@@ -84,61 +89,84 @@ def _usage(stage: str, text: str) -> StageUsage:
     )
 
 
+def _evidence(carry: JobCarry, deps: StageDeps) -> Evidence:
+    job = carry.job
+    return Evidence(
+        url=job.url,
+        canonical_url=job.canonical_url,
+        adapter=adapter_for(job.url),
+        sources=[Source(url=job.url, title="A title")],
+        snippets=[Snippet(id=f"S{i}", text=f"Sentence {i}.") for i in range(1, 4)],
+        read=ReadKind.full_text,
+        coverage=Coverage.full,
+        char_count=30,
+    )
+
+
+def _facts(carry: JobCarry, deps: StageDeps) -> Facts:
+    return Facts(
+        title="A title",
+        key_facts=[Fact(text="A fact.", snippet_ids=["S1"])],
+        tool_calls=1,
+        fetched_urls=["https://docs.example.org/x"],
+        usage=_usage("stage_a", carry.job.url),
+    )
+
+
+def _commentary(carry: JobCarry, deps: StageDeps) -> Commentary:
+    usage = _usage("stage_b", carry.job.url)
+    if "/boom" in carry.job.url:
+        raise LLMOutputError("stub model answered nonsense twice")
+    return Commentary(tldr=["a"], summary="A summary.", projects=["**General** — x"], usage=usage)
+
+
+def _review(carry: JobCarry, deps: StageDeps) -> Review:
+    failed = "/gatefail" in carry.job.url
+    report = GateReport(
+        results=[
+            GateResult(name="tldr_items", passed=True),
+            GateResult(name="summary_length", passed=not failed, detail="too short"),
+        ]
+    )
+    outcome = Outcome.gate_failed if failed else Outcome.success
+    message = reply_for(carry.job, outcome)
+    return Review(commentary=carry.need("commentary"), report=report, message=message)
+
+
+def _post(carry: JobCarry, deps: StageDeps) -> PostedReply:
+    return PostedReply(ts=REPLY_TS, message=carry.need("review").message)
+
+
+def stage_deps() -> StageDeps:
+    """Stage doubles behind the real driver: only what the stages compute is stood in for."""
+    from pipeline.context import load_project_context
+    from pipeline.prompting import FilePromptSource
+    from pipeline.settings import get_settings
+
+    overrides = dict(
+        zip(STAGE_NAMES, (_evidence, _facts, _commentary, _review, _post), strict=True)
+    )
+    return StageDeps(
+        settings=get_settings(),
+        fetcher=None,  # type: ignore[arg-type]
+        prompts=FilePromptSource(),
+        context=load_project_context(),
+        overrides=overrides,
+    )
+
+
 def run_stage(stage: str, job_json: dict[str, Any], headers: dict[str, str], carry: dict) -> dict:
-    job = Job.model_validate(job_json)
-    with hooks.stage_run(stage, job, headers) as rec:
-        if stage == "retrieval":
-            evidence = Evidence(
-                url=job.url,
-                canonical_url=job.canonical_url,
-                adapter=adapter_for(job.url),
-                sources=[Source(url=job.url, title="A title")],
-                snippets=[Snippet(id=f"S{i}", text=f"Sentence {i}.") for i in range(1, 4)],
-                read=ReadKind.full_text,
-                coverage=Coverage.full,
-                char_count=30,
-            )
-            rec.artifacts["evidence.json"] = evidence
-            carry["evidence"] = evidence.model_dump(mode="json")
-        elif stage == "stage_a":
-            facts = Facts(
-                title="A title",
-                key_facts=[Fact(text="A fact.", snippet_ids=["S1"])],
-                tool_calls=1,
-                fetched_urls=["https://docs.example.org/x"],
-                usage=_usage(stage, job.url),
-            )
-            rec.usage = facts.usage
-            rec.artifacts["stage_a_facts.json"] = facts
-            carry["facts"] = facts.model_dump(mode="json")
-        elif stage == "stage_b":
-            usage = _usage(stage, job.url)
-            if "/boom" in job.url:
-                raise LLMOutputError("stub model answered nonsense twice")
-            commentary = Commentary(
-                tldr=["a"], summary="A summary.", projects=["**General** — x"], usage=usage
-            )
-            rec.usage = usage
-            rec.artifacts["stage_b_commentary.json"] = commentary
-        elif stage == "quality_gates":
-            failed = "/gatefail" in job.url
-            report = GateReport(
-                results=[
-                    GateResult(name="tldr_items", passed=True),
-                    GateResult(name="summary_length", passed=not failed, detail="too short"),
-                ]
-            )
-            rec.artifacts["gate_report.json"] = report
-            carry["outcome"] = (Outcome.gate_failed if failed else Outcome.success).value
-        elif stage == "slack_post":
-            message = reply_for(job, Outcome(carry.get("outcome", "success")))
-            rec.artifacts["slack_payload.json"] = message
-            rec.tags["reply_ts"] = REPLY_TS
-            carry["posted_at"] = time.time()
+    """One stage through ``services.runner.run_stage`` with this process's recorder, as a task
+    does; after slack_post the job ends (``Recorder.end_job``), as the last task does."""
+    from observability.recorder import get_recorder
+    from services.runner import run_stage as drive
+
+    state = JobCarry.model_validate(carry) if carry else JobCarry(job=Job.model_validate(job_json))
+    state = drive(STAGE_BY_NAME[stage], state, stage_deps(), headers)
     if stage == "slack_post":
-        message = reply_for(job, Outcome(carry.get("outcome", "success")))
-        hooks.end_job(job, headers, message.outcome, reply=message)
-    return carry
+        message = state.need("reply").message
+        get_recorder().end_job(state.job, headers, message.outcome, reply=message)
+    return state.model_dump(mode="json")
 
 
 def reply_for(job: Job, outcome: Outcome) -> SlackMessage:
@@ -152,9 +180,11 @@ def reply_for(job: Job, outcome: Outcome) -> SlackMessage:
 
 def fail_job(job_json: dict[str, Any], headers: dict[str, str], error: str) -> None:
     """The chain's error callback: one short note, then end_job(error)."""
+    from observability.recorder import get_recorder
+
     job = Job.model_validate(job_json)
     note = SlackMessage(channel=job.channel_id, text="Sorry, that failed.", outcome=Outcome.error)
-    hooks.end_job(job, headers, Outcome.error, reply=note, error=error)
+    get_recorder().end_job(job, headers, Outcome.error, reply=note, error=error)
 
 
 def in_thread(fn: Any, *args: Any) -> Any:
@@ -179,13 +209,22 @@ def run_stage_threaded(stage: str, job_json: dict, headers: dict, carry: dict) -
     return in_thread(run_stage, stage, job_json, headers, carry)
 
 
-def overhead() -> float:
-    from observability import overhead_seconds
+def init_process() -> None:
+    """What a worker does at start (``tasks.lifecycle``): install and warm up its recorder."""
+    from observability.setup import configure, warm_up
+    from pipeline.settings import get_settings, reset_settings_cache
 
-    return overhead_seconds()
+    reset_settings_cache()
+    warm_up(configure(get_settings()))
+
+
+def overhead() -> float:
+    from observability.recorder import get_recorder
+
+    return float(getattr(get_recorder(), "overhead_seconds", 0.0))
 
 
 def flush() -> bool:
-    from observability.mlflow_backend import flush as flush_writer
+    from observability.recorder import get_recorder
 
-    return flush_writer(15.0)
+    return get_recorder().flush(15.0)

@@ -1,9 +1,9 @@
-"""Deterministic stand-ins for the pipeline stages and the MLflow backend, for service tests
-that exercise the queue machinery (delivery, retries, headers, idempotency, crashes) rather than
-the stages or MLflow (tests/test_e2e_service.py runs the real ones).
-
-The observability stand-in gives every begin_job a fresh parent run id and traceparent at once,
-so header propagation is asserted without MLflow's start-up cost.
+"""Deterministic doubles for the service tests that exercise the queue machinery (delivery,
+retries, headers, idempotency, crashes) rather than the stages or MLflow
+(tests/test_e2e_service.py runs the real ones). Installed through the seams a process has:
+``tasks.runtime.set_deps_factory`` (stage doubles in ``StageDeps.overrides``; slack_post stays
+real) and ``install_recorder(keep=True)`` (a recorder that hands out a parent run id and
+traceparent at once, so header propagation is asserted without MLflow's start-up cost).
 
 Test hooks, read from the environment of the worker:
   TS_TEST_SLOW_STAGE_A=<seconds>   stage_a sleeps that long (time to kill the worker)
@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from types import SimpleNamespace
-from typing import Any
+from collections.abc import Mapping
 
+from observability.recorder import NullRecorder, install_recorder
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
+from pipeline.deps import StageDeps
 from pipeline.errors import FetchNetworkError, SourceUnavailableError
 from pipeline.models import (
     Commentary,
@@ -32,17 +31,19 @@ from pipeline.models import (
     GateReport,
     GateResult,
     Job,
+    JobCarry,
     Outcome,
     ReadKind,
+    Review,
     SlackMessage,
     Snippet,
     Source,
 )
-from pipeline.settings import Settings
-from tasks import pipeline_calls, runtime
+from tasks import runtime
 
 
-def fetch_evidence(job: Job, settings: Settings) -> Evidence:
+def fetch_evidence(carry: JobCarry, deps: StageDeps) -> Evidence:
+    job = carry.job
     if "/fail" in job.url:
         raise SourceUnavailableError(f"stand-in: {job.url} is gone")
     if "/flaky" in job.url:
@@ -61,7 +62,8 @@ def fetch_evidence(job: Job, settings: Settings) -> Evidence:
     )
 
 
-def stage_a(evidence: Evidence, settings: Settings) -> Facts:
+def stage_a(carry: JobCarry, deps: StageDeps) -> Facts:
+    evidence = carry.need("evidence")
     runtime.store().r.incr(f"test:stage_a_runs:{evidence.url}")  # counts re-executions
     delay = float(os.environ.get("TS_TEST_SLOW_STAGE_A") or 0)
     if delay:
@@ -69,53 +71,51 @@ def stage_a(evidence: Evidence, settings: Settings) -> Facts:
     return Facts(title=evidence.title, key_facts=[Fact(text="A fact.", snippet_ids=["S1"])])
 
 
-def stage_b(facts, evidence, settings, feedback=None) -> Commentary:
+def stage_b(carry: JobCarry, deps: StageDeps) -> Commentary:
     return Commentary(tldr=["one"], summary="A summary.", projects=["**General** — x"])
 
 
-def quality_gates(job, evidence, facts, commentary, settings):
-    return commentary, GateReport(results=[GateResult(name="stand_in", passed=True)])
-
-
-def render_reply(job, evidence, facts, commentary, report, settings) -> SlackMessage:
-    return SlackMessage(
+def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
+    job, commentary = carry.job, carry.need("commentary")
+    message = SlackMessage(
         channel=job.channel_id,
         thread_ts=job.reply_thread_ts or None,
         text=f"Commentary on {job.url}: {commentary.summary}",
-        outcome=Outcome.success if report.passed else Outcome.gate_failed,
+        outcome=Outcome.success,
     )
+    report = GateReport(results=[GateResult(name="stand_in", passed=True)])
+    return Review(commentary=commentary, report=report, message=message)
 
 
-def begin_job(job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
-    run = uuid.uuid4().hex
-    return {
-        HEADER_JOB_ID: job.job_id,
-        HEADER_PARENT_RUN_ID: f"standin-{run[:12]}",
-        HEADER_TRACEPARENT: f"00-{run}-{run[:16]}-01",
-    }
+OVERRIDES = {
+    "fetch_evidence": fetch_evidence,
+    "stage_a": stage_a,
+    "stage_b": stage_b,
+    "quality_gates": quality_gates,
+}
 
 
-@contextmanager
-def stage_run(stage: str, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
-    from observability.hooks import StageRecorder
-
-    yield StageRecorder(stage=stage)
-
-
-def end_job(job: Job, headers: Mapping[str, str], outcome: Any, **_: Any) -> None:
-    return None
+def standin_deps() -> StageDeps:
+    deps = runtime.worker_deps()
+    deps.overrides = OVERRIDES
+    return deps
 
 
-def parent_run_id(job: Job, headers: Mapping[str, str]) -> str:
-    return headers.get(HEADER_PARENT_RUN_ID, "")
+class StandInRecorder(NullRecorder):
+    """Every begin gets a fresh parent run id and traceparent at once; nothing is written."""
+
+    def begin_job(self, job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
+        run = uuid.uuid4().hex
+        return {
+            HEADER_JOB_ID: job.job_id,
+            HEADER_PARENT_RUN_ID: f"standin-{run[:12]}",
+            HEADER_TRACEPARENT: f"00-{run}-{run[:16]}-01",
+        }
+
+    def parent_run_id(self, job: Job, headers: Mapping[str, str]) -> str:
+        return headers.get(HEADER_PARENT_RUN_ID, "")
 
 
 def install() -> None:
-    for name in ("fetch_evidence", "stage_a", "stage_b", "quality_gates", "render_reply"):
-        setattr(pipeline_calls, name, globals()[name])
-    from observability import hooks
-
-    backend = SimpleNamespace(
-        begin_job=begin_job, stage_run=stage_run, end_job=end_job, parent_run_id=parent_run_id
-    )
-    hooks._backend = lambda: backend  # type: ignore[assignment]
+    runtime.set_deps_factory(standin_deps)
+    install_recorder(StandInRecorder(), keep=True)
