@@ -28,7 +28,7 @@ from pipeline.models import Coverage, ReadKind
 from pipeline.settings import Settings
 from pipeline.text import split_units
 from services.recorded_web import DEFAULT_DATA_DIR
-from tests.support.web import INJECTION_HIDDEN, local_web_fixture  # noqa: F401 - fixture
+from tests.support.web import INJECTION_HIDDEN
 
 ARXIV = DEFAULT_DATA_DIR / "arxiv"
 

@@ -16,9 +16,7 @@ from tests.support.service import (
     REPO,
     RedisServer,
     Worker,
-    fake_slack_fixture,  # noqa: F401
     free_port,
-    redis_server_fixture,  # noqa: F401
     service_env,
 )
 

@@ -19,17 +19,15 @@ import pytest
 from eval.feedback import FEEDBACK_NAME
 from pipeline.settings import Settings
 from services.feedback import celery_feedback_sender, reaction_feedback
-from tests.support.mlflow_server import (  # noqa: F401 - fixture
+from tests.support.mlflow_server import (
     client_and_experiment,
-    mlflow_server_fixture,
     the_trace,
     wait_for_job,
 )
-from tests.support.service import (  # noqa: F401 - fixture
+from tests.support.service import (
     CHANNEL,
     Ingest,
     Stack,
-    fake_slack_fixture,
     post_event,
     wait_until,
 )

@@ -12,11 +12,8 @@ import pytest
 from celery.schedules import crontab
 
 from pipeline.constants import ALERT_SENT_KEY
-from tests.support.service import (  # noqa: F401 (fixtures)
+from tests.support.service import (
     BOT_TOKEN,
-    fake_slack_fixture,
-    redis_client_fixture,
-    redis_server_fixture,
 )
 
 OPS = "C0OPS"

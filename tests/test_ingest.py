@@ -24,14 +24,11 @@ from services.job_store import JobStore
 from services.processes import free_port
 from services.slack_client import WebApiSink
 from services.socket_mode import handle_request
-from tests.support.service import (  # noqa: F401 - fixtures
+from tests.support.service import (
     BOT_TOKEN,
     CHANNEL,
     SIGNING_SECRET,
-    fake_slack_fixture,
     message_event,
-    redis_client_fixture,
-    redis_server_fixture,
     sign,
     signed_headers,
 )

@@ -26,14 +26,11 @@ from services.job_store import JobStore
 from services.processes import ManagedProcess, free_port, wait_until
 from services.slack_client import WebApiSink
 from services.slack_events import CeleryPublisher
-from tests.support.service import (  # noqa: F401 - fixtures
+from tests.support.service import (
     BOT_TOKEN,
     CHANNEL,
     SIGNING_SECRET,
-    fake_slack_fixture,
     message_event,
-    redis_client_fixture,
-    redis_server_fixture,
     signed_headers,
 )
 from tests.test_ingest import (  # noqa: F401 - ingest_fixture

@@ -7,7 +7,6 @@ import pytest
 from pipeline.errors import JobNotFoundError
 from pipeline.models import Job
 from services.job_store import JobStatus, JobStore
-from tests.support.service import redis_client_fixture, redis_server_fixture  # noqa: F401
 
 
 def _job(job_id: str = "j1", url: str = "https://example.com/a") -> Job:

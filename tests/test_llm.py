@@ -18,7 +18,6 @@ from tests.support.llm import (
     json_answer,
     llm_settings,
     rate_limited,
-    scripted_fixture,  # noqa: F401  (the `scripted` fixture)
     server_error,
     text,
     tool_calls,

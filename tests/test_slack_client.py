@@ -12,7 +12,7 @@ from pipeline.models import Outcome, SlackMessage
 from pipeline.settings import Settings
 from services.slack_client import ConsoleSink, FileSink, WebApiSink, make_sink
 from tests.support.fake_slack import Failure
-from tests.support.service import BOT_TOKEN, fake_slack_fixture  # noqa: F401
+from tests.support.service import BOT_TOKEN
 
 MESSAGE = SlackMessage(channel="C1", thread_ts="1.1", text="hello", blocks=[{"type": "divider"}])
 

@@ -23,7 +23,6 @@ from tests.support.llm import (
     offline_settings,
     prompts,
     reply,
-    scripted_fixture,  # noqa: F401  (the `scripted` fixture)
     tool_calls,
 )
 

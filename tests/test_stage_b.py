@@ -26,7 +26,6 @@ from tests.support.llm import (
     offline_llm,
     offline_settings,
     prompts,
-    scripted_fixture,  # noqa: F401  (the `scripted` fixture)
 )
 
 GOOD = {

@@ -9,11 +9,8 @@ from pipeline.settings import Settings
 from services.job_store import JobStore
 from services.posting import PostInProgress, post_once
 from services.slack_client import WebApiSink
-from tests.support.service import (  # noqa: F401 - fixtures
+from tests.support.service import (
     BOT_TOKEN,
-    fake_slack_fixture,
-    redis_client_fixture,
-    redis_server_fixture,
 )
 
 JOB = Job(
