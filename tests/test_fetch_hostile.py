@@ -107,6 +107,7 @@ def bomb() -> bytes:
 @contextmanager
 def serve(headers: dict[str, str], body: bytes) -> Iterator[ScriptedServer]:
     """A server answering every request with this one response."""
+
     def script(conn: socket.socket, server: ScriptedServer) -> None:
         read_request(conn)
         conn.sendall(http_response(headers, body))
@@ -140,9 +141,12 @@ def test_the_bomb_is_a_pdf_too_big_to_keep(bomb):
     """Binary over the cap is refused, not cut, also when the size is only known decoded."""
     headers = {"Content-Type": "application/pdf", "Content-Encoding": "gzip, gzip"}
     body = gzip.compress(gzip.compress(b"%PDF-1.4\n" + bytes(2 * 1024 * 1024)))
-    with serve(headers, body) as server, server.fetcher(fetch_max_bytes=1024 * 1024) as f:
-        with pytest.raises(UnsupportedContentError, match="PDF larger than"):
-            f.get(server.url())
+    with (
+        serve(headers, body) as server,
+        server.fetcher(fetch_max_bytes=1024 * 1024) as f,
+        pytest.raises(UnsupportedContentError, match="PDF larger than"),
+    ):
+        f.get(server.url())
 
 
 @pytest.mark.parametrize(
@@ -179,17 +183,24 @@ def test_supported_encodings_are_decoded(encoding, encode):
 )
 def test_unsupported_or_stacked_encodings_are_refused(encoding, reason):
     body = gzip.compress(gzip.compress(gzip.compress(b"<p>three layers</p>")))
-    with serve({"Content-Type": "text/html", "Content-Encoding": encoding}, body) as server:
-        with server.fetcher() as f, pytest.raises(UnsupportedContentError, match=reason) as err:
-            f.get(server.url())
+    headers = {"Content-Type": "text/html", "Content-Encoding": encoding}
+    with (
+        serve(headers, body) as server,
+        server.fetcher() as f,
+        pytest.raises(UnsupportedContentError, match=reason) as err,
+    ):
+        f.get(server.url())
     assert "compressed form" in err.value.user_message
 
 
 def test_corrupt_gzip_is_a_clear_error():
     headers = {"Content-Type": "text/html", "Content-Encoding": "gzip"}
-    with serve(headers, b"\x1f\x8b\x08\x00 this is not gzip at all") as server:
-        with server.fetcher() as f, pytest.raises(UnsupportedContentError, match="not valid gzip"):
-            f.get(server.url())
+    with (
+        serve(headers, b"\x1f\x8b\x08\x00 this is not gzip at all") as server,
+        server.fetcher() as f,
+        pytest.raises(UnsupportedContentError, match="not valid gzip"),
+    ):
+        f.get(server.url())
 
 
 def drip_headers(conn: socket.socket, server: ScriptedServer) -> None:
@@ -204,9 +215,11 @@ def drip_headers(conn: socket.socket, server: ScriptedServer) -> None:
 def test_dripping_headers_are_cut_at_the_total_deadline():
     with ScriptedServer(drip_headers) as server:
         started = time.monotonic()
-        with server.fetcher(fetch_total_timeout=1.0, fetch_read_timeout=30) as f:
-            with pytest.raises(FetchNetworkError, match="total fetch timeout") as err:
-                f.get(server.url())
+        with (
+            server.fetcher(fetch_total_timeout=1.0, fetch_read_timeout=30) as f,
+            pytest.raises(FetchNetworkError, match="total fetch timeout") as err,
+        ):
+            f.get(server.url())
         elapsed = time.monotonic() - started
         assert "response headers" in str(err.value)
         assert server.client_left.wait(5), "the fetcher kept the connection open"
@@ -223,9 +236,11 @@ def slow_redirects(conn: socket.socket, server: ScriptedServer) -> None:
 def test_the_deadline_covers_all_redirect_hops_together():
     """5 hops of 0.4 s each fit a per-hop deadline of 1 s, but not one deadline for the fetch."""
     with ScriptedServer(slow_redirects) as server:
-        with server.fetcher(fetch_total_timeout=1.0, fetch_max_redirects=5) as f:
-            with pytest.raises(FetchNetworkError, match="total fetch timeout"):
-                f.get(server.url())
+        with (
+            server.fetcher(fetch_total_timeout=1.0, fetch_max_redirects=5) as f,
+            pytest.raises(FetchNetworkError, match="total fetch timeout"),
+        ):
+            f.get(server.url())
         assert 2 <= server.connections <= 4
 
 
@@ -238,20 +253,13 @@ def test_a_name_lookup_that_hangs_is_abandoned_at_the_deadline():
 
     settings = Settings(fetch_total_timeout=0.5)
     try:
-        with SafeFetcher(settings, resolver=hanging_resolver) as f:
-            with pytest.raises(FetchNetworkError, match="resolving slow.example"):
-                f.get("http://slow.example/")
+        with (
+            SafeFetcher(settings, resolver=hanging_resolver) as f,
+            pytest.raises(FetchNetworkError, match="resolving slow.example"),
+        ):
+            f.get("http://slow.example/")
     finally:
         released.set()
-
-
-def test_a_body_that_arrives_in_time_is_untouched_by_the_deadline_machinery():
-    page = b"<html><body><p>" + b"ok " * 1000 + b"</p></body></html>"
-    with serve({"Content-Type": "text/html"}, page) as server:
-        with server.fetcher(fetch_total_timeout=5) as f:
-            response = f.get(server.url())
-    assert response.content == page
-    assert response.elapsed < 5
 
 
 def test_refused_redirect_target_from_a_hostile_server_is_still_refused():
@@ -262,6 +270,9 @@ def test_refused_redirect_target_from_a_hostile_server_is_still_refused():
         location = f"http://[64:ff9b::7f00:1]:{server.port}/"
         conn.sendall(http_response({"Location": location}, b"", "302 Found"))
 
-    with ScriptedServer(redirect) as server, server.fetcher() as f:
-        with pytest.raises(UnsafeURLError, match="non-public"):
-            f.get(server.url())
+    with (
+        ScriptedServer(redirect) as server,
+        server.fetcher() as f,
+        pytest.raises(UnsafeURLError, match="non-public"),
+    ):
+        f.get(server.url())
