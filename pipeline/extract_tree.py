@@ -21,6 +21,8 @@ from selectolax.lexbor import LexborNode
 
 EXTRACTION_BUDGET_S = 2.0  # of CPU time (this thread) per page: real pages need milliseconds
 CHECK_EVERY = 512  # nodes between two looks at the clock
+# Elements always indexed, whatever the budget: even an exhausted budget gives the page's start.
+MIN_ELEMENTS = 1000
 WALK_SHARE = 0.5  # of the budget the indexing walk may use; the rest is for reading
 # Text-bearing elements that are never shown: removed from the tree, not indexed.
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
@@ -39,18 +41,24 @@ class Budget:
         self.started = clock()
         self.visits = 0  # nodes looked at by Python code: the measure of work the tests assert
         self.stopped = False
+        self.spent = 0.0  # seconds when it stopped
 
     def out_of_time(self, share: float = 1.0) -> bool:
         return self.clock() - self.started >= self.seconds * share
 
     def stop(self) -> None:
-        self.stopped = True
+        if not self.stopped:
+            self.stopped = True
+            self.spent = self.clock() - self.started
 
     @property
     def partial_reason(self) -> str | None:
         if not self.stopped:
             return None
-        return f"extraction stopped after {self.seconds:.1f} s (page too complex)"
+        return (
+            f"extraction stopped after {self.spent:.1f} s of its {self.seconds:.1f} s budget "
+            "(page too complex)"
+        )
 
 
 class TreeIndex:
@@ -71,7 +79,7 @@ class TreeIndex:
         stack: list[tuple[LexborNode, int]] = [(root, -1)]
         visits, next_check, truncated = 0, CHECK_EVERY, False
         while stack:
-            if visits >= next_check:
+            if visits >= next_check and len(nodes) >= MIN_ELEMENTS:
                 next_check = visits + CHECK_EVERY
                 if budget.out_of_time(WALK_SHARE):
                     truncated = True

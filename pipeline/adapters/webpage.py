@@ -104,7 +104,14 @@ class WebPageAdapter:
                     if v
                 },
             )
-            return self._evidence(url, response, source, page_passages(page), page.description)
+            return self._evidence(
+                url,
+                response,
+                source,
+                page_passages(page),
+                page.description,
+                extraction_cut=page.partial_reason if page.truncated else None,
+            )
         if response.media_type in _TEXT:
             text = response.text()
             passages = (
@@ -126,12 +133,16 @@ class WebPageAdapter:
         source: Source,
         passages: list[Passage],
         description: str | None,
+        *,
+        extraction_cut: str | None = None,
     ) -> Evidence:
+        """``extraction_cut``: why the HTML extraction stopped before the end of the page (its
+        time budget ran out): the text read is then a prefix, so coverage is partial."""
         metadata = metadata_text(page_sentences(source))
         snippets, capped = build_snippets(passages, self.settings, metadata=metadata)
-        truncated = capped or response.truncated
+        truncated = capped or response.truncated or extraction_cut is not None
         if content_snippets(snippets):
-            reason_detail = response.truncated_reason if response.truncated else None
+            reason_detail = response.truncated_reason if response.truncated else extraction_cut
             coverage, reason = judge_coverage(snippets, truncated, truncation=reason_detail)
             read = ReadKind.full_text
         elif description:
@@ -146,6 +157,8 @@ class WebPageAdapter:
         else:
             snippets = []  # the page's fields alone say nothing worth a reply
             coverage, reason, read = Coverage.failed, "no readable text", ReadKind.metadata_only
+        if extraction_cut and coverage != Coverage.partial:
+            reason = f"{reason} ({extraction_cut})"
         return make_evidence(
             url,
             self.name,
