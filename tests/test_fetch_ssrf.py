@@ -7,6 +7,7 @@ metadata address or to a private range is refused.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import httpx
@@ -50,6 +51,50 @@ def test_private_and_special_addresses_refused(fetcher, url):
     # a host httpx will not even parse
     with pytest.raises(UnsafeURLError):
         fetcher.get(url)
+
+
+# IPv6 forms that embed a private IPv4 address (here mostly 127.0.0.1), which Python 3.11's
+# ``is_global`` calls global, plus site-local; each is refused as written in a URL and when a
+# name resolves to it.
+TRANSITION_FORMS = [
+    "64:ff9b::7f00:1",  # NAT64 well-known prefix -> 127.0.0.1
+    "64:ff9b::a00:1",  # NAT64 -> 10.0.0.1
+    "64:ff9b:1::808:808",  # local-use NAT64 /48: refused whatever it embeds
+    "2002:7f00:1::1",  # 6to4 -> 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 -> 169.254.169.254 (metadata)
+    "::7f00:1",  # IPv4-compatible ::127.0.0.1
+    "::a9fe:a9fe",  # IPv4-compatible ::169.254.169.254
+    "::ffff:0:7f00:1",  # IPv4-translated ::ffff:0:127.0.0.1
+    "fec0::1",  # site-local
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    "2001:0:a00:1::ffff:ffff",  # Teredo, server 10.0.0.1
+]
+
+
+@pytest.mark.parametrize("address", TRANSITION_FORMS)
+def test_ipv6_transition_forms_of_private_addresses_refused_as_literals(fetcher, address):
+    with pytest.raises(UnsafeURLError, match="non-public"):
+        fetcher.get(f"http://[{address}]/")
+
+
+@pytest.mark.parametrize("address", TRANSITION_FORMS)
+def test_ipv6_transition_forms_of_private_addresses_refused_from_the_resolver(address):
+    resolver = {"transition.example": [address]}.__getitem__
+    with SafeFetcher(Settings(), resolver=resolver) as f, pytest.raises(UnsafeURLError):
+        f.get("http://transition.example/")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1111", "8.8.8.8"],
+)
+def test_transition_forms_of_public_addresses_pass_the_check(address):
+    """The embedded IPv4 decides: the same forms around a public address are not refused."""
+    resolver = {"public.example": [address]}.__getitem__
+    with SafeFetcher(Settings(), resolver=resolver) as f:
+        target = f.check_url("http://public.example/")  # the check only: nothing is sent
+    assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address)
+    assert target.headers["Host"] == "public.example"
 
 
 @pytest.mark.parametrize(
