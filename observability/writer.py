@@ -43,7 +43,9 @@ class BackgroundWriter:
         *,
         is_permanent: Callable[[BaseException], bool],
         on_written: Callable[[], None] | None = None,
+        parent_wait: float = PARENT_WAIT_SECONDS,
     ) -> None:
+        self.parent_wait = parent_wait
         self._write_record = write
         self.outbox = outbox
         self.health = health
@@ -166,7 +168,7 @@ class BackgroundWriter:
             result = self._write_record(record)
         except ParentPending:
             since = parked_since if parked_since is not None else time.monotonic()
-            if time.monotonic() - since < PARENT_WAIT_SECONDS:
+            if time.monotonic() - since < self.parent_wait:
                 self._park(since, record, future)
             else:
                 self._to_outbox(record, future)

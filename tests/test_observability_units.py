@@ -1,6 +1,7 @@
 """Observability parts without an MLflow server: the health state (one log line per outage,
 never blocking), what a stage records, records through JSON, the daily LLM budget in a real
-Redis, and the hooks with tracking switched off."""
+Redis, the recorder with tracking switched off and against a hanging server, the file outbox,
+and records that wait for their parent run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import time
 import pytest
 import redis
 
-from observability import budget
 from observability.derive import summarize
 from observability.health import MlflowHealth
-from observability.hooks import StageRecorder
+from observability.recorder import StageObservation
 from observability.records import EndRecord, RootSpan, StageRecord, dump_record, load_record
 from observability.tracing import new_traceparent, parse_traceparent
 from pipeline.models import (
@@ -27,12 +27,16 @@ from pipeline.models import (
     GateResult,
     Job,
     LLMCall,
+    PostedReply,
+    Review,
     SlackMessage,
     Snippet,
     Source,
     StageUsage,
 )
-from tests.support.service import RedisServer, redis_server_fixture  # noqa: F401
+from pipeline.stages import STAGE_BY_NAME, STAGE_NAMES
+from services import budget
+from tests.support.service import RedisServer
 
 JOB = Job(job_id="j1", url="https://arxiv.org/abs/1", canonical_url="https://arxiv.org/abs/1")
 
@@ -95,43 +99,51 @@ def evidence() -> Evidence:
     )
 
 
+def observe(stage: str, output, **metrics) -> StageObservation:
+    obs = StageObservation(stage=STAGE_BY_NAME[stage], output=output)
+    obs.metrics.update(metrics)
+    return obs
+
+
 def test_stage_values_come_from_the_models_and_explicit_values_win() -> None:
-    rec = StageRecorder(stage="fetch_evidence")
-    rec.artifacts["whatever.json"] = evidence()
-    rec.metrics["snippet_count"] = 7
-    s = summarize(rec)
+    s = summarize(observe("fetch_evidence", evidence(), snippet_count=7))
     assert s.metrics["snippet_count"] == 7 and s.metrics["source_count"] == 2
     assert s.tags["adapter_name"] == "ArxivAdapter" and s.tags["coverage"] == "partial"
     assert s.span_attributes["url"] == JOB.url and s.span_attributes["snippet_count"] == 2
-    assert list(s.artifacts) == ["evidence.json"]  # the name is fixed by the model's type
+    assert list(s.artifacts) == ["evidence.json"]  # the name comes from the stage table
 
     usage = StageUsage(
         model="m", prompt_name="p", prompt_version="4", calls=[LLMCall(model="m", cost_usd=0.5)]
     )
-    rec = StageRecorder(stage="stage_a")
-    rec.artifacts["facts"] = Facts(
-        key_facts=[Fact(text="f", snippet_ids=["S1"])], tool_calls=2, fetched_urls=["u", "u"]
+    facts = Facts(
+        key_facts=[Fact(text="f", snippet_ids=["S1"])],
+        tool_calls=2,
+        fetched_urls=["u", "u"],
+        usage=usage,
     )
-    rec.usage = usage
-    s = summarize(rec)
+    s = summarize(observe("stage_a", facts))
     assert s.metrics["tool_call_count"] == 2 and s.metrics["source_count"] == 2
     assert s.metrics["cost_usd"] == 0.5 and s.tags["prompt_version"] == "4"
+    assert list(s.artifacts) == ["stage_a_facts.json"]
 
-    rec = StageRecorder(stage="quality_gates")
-    rec.artifacts["r"] = GateReport(
+    report = GateReport(
         results=[GateResult(name="a", passed=False), GateResult(name="b", passed=True)]
     )
-    rec.metrics["nan"] = float("nan")
-    s = summarize(rec)
+    draft = Commentary(tldr=["t"], summary="s", projects=["p"], usage=usage)
+    message = SlackMessage(channel="C1", text="hi")
+    review = Review(commentary=draft, report=report, message=message)
+    s = summarize(observe("quality_gates", review, nan=float("nan")))
     assert s.metrics["gate_failures"] == 1 and s.tags["failed_gates"] == "a"
     assert "nan" not in s.metrics  # MLflow rejects non-finite values
+    assert "llm_call_count" not in s.metrics  # no repair: the review's own usage is empty
+    assert list(s.artifacts) == ["gate_report.json"]
+    assert '"results"' in s.artifacts["gate_report.json"]  # the report, not the whole review
 
-    rec = StageRecorder(stage="stage_b")
-    rec.artifacts["c"] = Commentary(tldr=["t"], summary="s", projects=["p"], usage=usage)
-    rec.artifacts["m"] = SlackMessage(channel="C1", text="hi")
-    s = summarize(rec)
-    assert set(s.artifacts) == {"stage_b_result.json", "slack_payload.json"}
-    assert s.tags["model"] == "m"
+    s = summarize(observe("stage_b", draft))
+    assert list(s.artifacts) == ["stage_b_result.json"] and s.tags["model"] == "m"
+    s = summarize(observe("slack_post", PostedReply(ts="1.2", message=message)))
+    assert s.tags["reply_ts"] == "1.2" and s.span_attributes["channel"] == "C1"
+    assert list(s.artifacts) == ["slack_payload.json"]
 
 
 def test_records_round_trip_through_json() -> None:
@@ -139,7 +151,7 @@ def test_records_round_trip_through_json() -> None:
     assert parse_traceparent(trace_header) == (trace_id, span_id)
     assert parse_traceparent("garbage") is None
     stage = StageRecord(
-        run_key=trace_id, job=JOB, stage="retrieval", started_at=1.0, ended_at=2.0,
+        run_key=trace_id, job=JOB, stage="fetch_evidence", started_at=1.0, ended_at=2.0,
         metrics={"latency_seconds": 1.0}, artifacts={"evidence.json": "{}"},
     )  # fmt: skip
     end = EndRecord(
@@ -176,24 +188,24 @@ def test_budget_is_not_exhausted_when_redis_is_away() -> None:
     assert budget.budget_exhausted(redis=dead, budget_usd=0.01) is False
 
 
-def test_tracking_off_records_nothing_and_returns_the_job_header(monkeypatch) -> None:
-    from observability import hooks
-    from observability.runtime import reset_runtime
+def test_tracking_off_installs_the_null_recorder(monkeypatch) -> None:
+    from observability.recorder import NullRecorder, get_recorder, install_recorder
+    from observability.setup import configure
     from pipeline.models import Outcome
+    from pipeline.settings import Settings
 
-    monkeypatch.setenv("MLFLOW_ENABLE_TRACKING", "false")
-    reset_runtime()
-    headers = hooks.begin_job(JOB)
-    assert headers == {"ts_job_id": "j1"}
-    with hooks.stage_run("retrieval", JOB, headers) as rec:
-        rec.metrics["x"] = 1
-    with pytest.raises(RuntimeError), hooks.stage_run("stage_a", JOB, headers):
-        raise RuntimeError("stage errors still propagate")
-    hooks.end_job(JOB, headers, Outcome.success)
-    from observability.runtime import get_runtime
-
-    assert get_runtime()._writer is None  # no writer thread, no MLflow client was made
-    reset_runtime()
+    recorder = configure(Settings(mlflow_enable_tracking=False))
+    try:
+        assert isinstance(recorder, NullRecorder) and get_recorder() is recorder
+        headers = recorder.begin_job(JOB)
+        assert headers == {"ts_job_id": "j1"}
+        with recorder.stage(STAGE_BY_NAME["fetch_evidence"], JOB, headers) as obs:
+            obs.metrics["x"] = 1
+        with pytest.raises(RuntimeError), recorder.stage(STAGE_BY_NAME["stage_a"], JOB, headers):
+            raise RuntimeError("stage errors still propagate")
+        recorder.end_job(JOB, headers, Outcome.success)
+    finally:
+        install_recorder(None)
 
 
 class HangingServer:
@@ -233,10 +245,11 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     begin_job waits for its parent run at most MLFLOW_HTTP_TIMEOUT (the bound it promises: the
     entry task runs after Slack was acked); from then on MLflow counts as slow or down and no
     hook of any job waits for it, while every record is kept in the outbox."""
-    from observability import overhead_seconds
-    from observability.mlflow_backend import flush
-    from observability.outbox import pending
-    from observability.runtime import get_runtime, reset_runtime
+    from observability.backend import MlflowRecorder
+    from observability.outbox import RedisOutbox
+    from observability.recorder import install_recorder
+    from observability.setup import warm_up
+    from pipeline.settings import get_settings
     from tests.support import obs_jobs
 
     hang = HangingServer()
@@ -247,46 +260,47 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     monkeypatch.setenv("STATE_DIR", str(tmp_path))
     monkeypatch.setenv("MLFLOW_HTTP_TIMEOUT", str(HANG_TIMEOUT))
     monkeypatch.delenv("TS_TEST_LITELLM", raising=False)
-    reset_runtime()
-    from observability import _warm_up
-
-    _warm_up(get_runtime())  # what worker_init does, minus its start-up probe
+    recorder = MlflowRecorder(get_settings())
+    install_recorder(recorder)
+    rt = recorder.runtime
+    rt.health.check_now = lambda: True  # what warm_up does, minus its start-up probe
+    warm_up(recorder)
+    outbox = RedisOutbox(client)
     costs = []
     try:
         with caplog.at_level(logging.WARNING, logger="observability"):
             for i in range(8):
                 job = obs_jobs.make_job(f"hang{i}", "https://arxiv.org/abs/1")
-                before = overhead_seconds()
-                from observability import hooks
-
-                headers = hooks.begin_job(job)
+                before = recorder.overhead_seconds
+                headers = recorder.begin_job(job)
                 carry: dict = {}
-                for stage in ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post"):
+                for stage in STAGE_NAMES:
                     carry = obs_jobs.run_stage(stage, job.model_dump(mode="json"), headers, carry)
-                assert carry["posted_at"] > 0
-                costs.append(overhead_seconds() - before)
+                assert carry["reply"]["ts"] == obs_jobs.REPLY_TS
+                costs.append(recorder.overhead_seconds - before)
                 if i == 3:  # let the first write time out: the rest of the jobs run "down"
                     deadline = time.monotonic() + 10
-                    while get_runtime().health.available() and time.monotonic() < deadline:
+                    while rt.health.available() and time.monotonic() < deadline:
                         time.sleep(0.1)
-            assert flush(20.0)
+            assert recorder.flush(40.0)
         assert costs[0] < HANG_TIMEOUT + 0.5, costs  # begin_job's bounded wait, once
         assert max(costs[1:]) < 0.050, costs
-        assert pending() == 8 * 7  # begin + 5 stages + end per job, all kept
+        assert outbox.pending() == 8 * 7  # begin + 5 stages + end per job, all kept
         disabled = [r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]
         assert len(disabled) == 1
     finally:
-        reset_runtime()
+        recorder.close(timeout=1.0)
+        install_recorder(None)
         hang.close()
 
 
-def test_importing_the_hooks_loads_neither_mlflow_nor_litellm() -> None:
-    """The ingest process may import observability (hooks, budget, worker_init) and stays lean."""
+def test_importing_the_recorder_seam_loads_neither_mlflow_nor_litellm() -> None:
+    """The ingest process may import the recorder seam and the budget, and stays lean."""
     import subprocess
     import sys
 
     code = (
-        "import sys, observability, observability.hooks, observability.budget\n"
+        "import sys, observability, observability.recorder, services.budget\n"
         "print(sorted(m for m in ('mlflow', 'litellm', 'opentelemetry') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
