@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -181,6 +183,89 @@ def test_github_errors(env, repo, error):
         fetch_evidence(f"https://github.com/{repo}", settings, fetcher)
     if error is UpstreamRateLimited:
         assert 0 < err.value.retry_after <= 30
+
+
+class _RecordingGitHubAPI(BaseHTTPRequestHandler):
+    """A fake GitHub API that records every path asked for; ``/user`` would leak the token."""
+
+    paths: list[str]
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.paths.append(self.path)
+        if self.path.endswith("/readme"):
+            status, body = 404, {"message": "Not Found"}
+        elif self.path == "/user":
+            status, body = 200, {"login": "token-owner", "email": "owner@example.com"}
+        else:
+            name = "/".join(self.path.split("/")[2:4])
+            status, body = 200, {"full_name": name, "description": "A fine repository."}
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def github_api():
+    """(settings with a token pointing GitHub at the fake API, fetcher, recorded paths)."""
+    paths: list[str] = []
+    handler = type("Handler", (_RecordingGitHubAPI,), {"paths": paths})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = Settings(
+        github_api_url=f"http://127.0.0.1:{port}",
+        github_token="ghp_must_not_leak",
+        fetch_allow_hosts=[f"127.0.0.1:{port}"],
+    )
+    try:
+        with SafeFetcher(settings) as fetcher:
+            yield settings, fetcher, paths
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/../user",
+        "https://github.com/a/..",
+        "https://github.com/-x/y",
+        "https://github.com/x-/y",
+        "https://github.com/a/%2e%2e",
+        "https://github.com/under_score/y",
+        "https://github.com/" + "o" * 40 + "/y",
+        "https://github.com/o/" + "r" * 101,
+    ],
+)
+def test_github_invalid_owner_or_repo_makes_no_request(github_api, url):
+    settings, fetcher, paths = github_api
+    with pytest.raises(UnsupportedContentError) as err:
+        GitHubAdapter(settings, fetcher).read(url)
+    assert "does not name a repository" in err.value.user_message
+    assert paths == []
+
+
+@pytest.mark.parametrize("url", ["https://github.com/../user", "https://github.com/-x/y"])
+def test_github_invalid_names_routed_to_github_fail_before_any_request(github_api, url):
+    settings, fetcher, paths = github_api
+    with pytest.raises(UnsupportedContentError, match="invalid GitHub owner"):
+        fetch_evidence(url, settings, fetcher)
+    assert paths == []
+
+
+def test_github_valid_names_at_the_limits_are_read(github_api):
+    settings, fetcher, paths = github_api
+    owner, repo = "o-" + "k" * 37, "my.repo_" + "r" * 92  # 39 and 100 characters
+    evidence = fetch_evidence(f"https://github.com/{owner}/{repo}", settings, fetcher)
+    assert evidence.title == f"{owner}/{repo}"
+    assert paths == [f"/repos/{owner}/{repo}", f"/repos/{owner}/{repo}/readme"]
 
 
 # --- web pages, PDFs --------------------------------------------------------------------------

@@ -4,6 +4,10 @@
 description comes first (as a sentence, GitHub's "About"), the README next, and the other facts
 (language, licence, topics, default branch, last push) last as plain sentences
 (``pipeline.adapters.metadata``).
+Owner and repository are checked against GitHub's naming rules BEFORE any request (owner: 1-39
+of ``[A-Za-z0-9-]``, no leading or trailing ``-``; repository: 1-100 of ``[A-Za-z0-9._-]``, not
+``.`` or ``..``) and quoted into the API path, so a link such as ``github.com/../user`` can never
+turn into ``GET {GITHUB_API_URL}/user`` carrying the token.
 ``GITHUB_TOKEN``, when set, goes in the Authorization header only (never logged; the fetcher
 drops it on a redirect to another origin). Errors: 404 -> SourceUnavailableError, 403 with
 rate-limit headers or 429 -> UpstreamRateLimited, 5xx -> UpstreamServerError.
@@ -12,7 +16,9 @@ rate-limit headers or 429 -> UpstreamRateLimited, 5xx -> UpstreamServerError.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
+from urllib.parse import quote
 
 from pipeline.adapters.base import (
     FULL_MIN_SENTENCES,
@@ -33,6 +39,23 @@ from pipeline.models import Coverage, Evidence, ReadKind, Source
 from pipeline.settings import Settings
 
 API_VERSION = "2022-11-28"
+_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?")
+_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_NOT_A_REPO = "This GitHub link does not name a repository the bot can read (owner/name)."
+
+
+def repo_api_path(owner: str, name: str) -> str:
+    """``/repos/{owner}/{name}``, after checking both against GitHub's naming rules.
+
+    Raises ``UnsupportedContentError`` (shown to the user) for a name GitHub cannot have.
+    """
+    if not _OWNER.fullmatch(owner):
+        raise UnsupportedContentError(f"invalid GitHub owner {owner!r}", user_message=_NOT_A_REPO)
+    if not _REPO.fullmatch(name) or name in {".", ".."}:
+        raise UnsupportedContentError(
+            f"invalid GitHub repository name {name!r}", user_message=_NOT_A_REPO
+        )
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
 class GitHubAdapter:
@@ -82,9 +105,11 @@ class GitHubAdapter:
     def read(self, url: str) -> Evidence:
         repo = github_repo_from_url(url)
         if repo is None:
-            raise UnsupportedContentError(f"not a GitHub repository link: {url}")
+            raise UnsupportedContentError(
+                f"not a GitHub repository link: {url}", user_message=_NOT_A_REPO
+            )
         owner, name = repo
-        base = f"{self.settings.github_api_url.rstrip('/')}/repos/{owner}/{name}"
+        base = self.settings.github_api_url.rstrip("/") + repo_api_path(owner, name)
         data = self._repo(base)
         full_name = data.get("full_name") or f"{owner}/{name}"
         license_info = data.get("license") if isinstance(data.get("license"), dict) else {}
