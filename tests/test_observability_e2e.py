@@ -10,35 +10,29 @@ arrive once it is back, the replies having gone out meanwhile with a small MLflo
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline.stages import STAGE_BY_NAME, STAGE_NAMES
+from pipeline.stages import STAGES as STAGE_TABLE
 from tests.support.fake_slack import FakeSlack
 from tests.support.mlflow_server import (
     MlflowServer,
     artifact_json,
     children_of,
     client_and_experiment,
-    mlflow_server_fixture,  # noqa: F401
     the_trace,
     wait_for_job,
 )
-from tests.support.service import Stack, fake_slack_fixture  # noqa: F401
+from tests.support.service import Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mlflow_server]
 
-STAGES = {"retrieval", "stage_a", "stage_b", "quality_gates", "slack_post"}
-SPANS = (
-    "retrieval.fetch_evidence",
-    "stage_a.run",
-    "stage_b.run",
-    "quality_gates.validate",
-    "slack.post_message",
-)
+STAGES = set(STAGE_NAMES)
+SPANS = tuple(stage.span_name for stage in STAGE_TABLE)
 ARXIV = "https://arxiv.org/abs/2101.04061"
 GITHUB = "https://github.com/celery/celery"
 OVERHEAD_BUDGET = 0.050
@@ -128,18 +122,14 @@ def test_runs_and_trace_of_real_jobs(
 
     children = children_of(client, exp_id, arxiv.info.run_id)
     assert set(children) == STAGES
-    assert children["retrieval"].data.metrics["snippet_count"] > 0
+    assert children["fetch_evidence"].data.metrics["snippet_count"] > 0
     assert children["stage_a"].data.metrics["input_tokens"] >= 0
     assert "gate_failures" in children["quality_gates"].data.metrics
     assert children["slack_post"].data.tags["reply_ts"]
     artifacts = {
         s: [f.path for f in client.list_artifacts(r.info.run_id)] for s, r in children.items()
     }
-    assert artifacts["retrieval"] == ["evidence.json"]
-    assert artifacts["stage_a"] == ["stage_a_facts.json"]
-    assert "stage_b_result.json" in artifacts["stage_b"]
-    assert artifacts["quality_gates"] == ["gate_report.json"]
-    assert artifacts["slack_post"] == ["slack_payload.json"]
+    assert artifacts == {stage.name: [stage.artifact] for stage in STAGE_TABLE}
     run_id = children["slack_post"].info.run_id
     payload = artifact_json(client, run_id, "slack_payload.json", tmp_path)
     [posted] = [p for p in fake_slack.posts() if p.get("thread_ts") == tags["message_ts"]]
@@ -155,11 +145,13 @@ def test_runs_and_trace_of_real_jobs(
     root = spans[f"job-{first_jobs['arxiv']}"]
     for name in SPANS:
         assert spans[name].parent_id == root.span_id, name
-    assert spans["retrieval.fetch_evidence"].attributes["adapter"] == "ArxivAdapter"
-    assert spans["slack.post_message"].attributes["reply_ts"]
+    assert spans[STAGE_BY_NAME["fetch_evidence"].span_name].attributes["adapter"] == "ArxivAdapter"
+    assert spans[STAGE_BY_NAME["slack_post"].span_name].attributes["reply_ts"]
     for stage, names in prompts.items():
-        assert spans[f"{stage}.run"].attributes["prompt_name"] == ",".join(names)
-        assert spans[f"{stage}.run"].attributes["prompt_version"] == tags[f"{stage}.prompt_version"]
+        attributes = spans[STAGE_BY_NAME[stage].span_name].attributes
+        assert attributes["prompt_name"] == ",".join(names)
+        assert attributes["prompt_version"] == tags[f"{stage}.prompt_version"]
+    assert arxiv.data.params["stage_a.prompt_version"] == tags["stage_a.prompt_version"]
     assert trace.info.tags["outcome"] == tags["outcome"]
     assert trace.info.trace_metadata["mlflow.trace.session"] == "C0SHARE"
 
@@ -197,10 +189,12 @@ def test_a_repeat_link_is_recorded_as_a_duplicate_job(stack, first_jobs, mlflow_
 def test_mlflow_stopped_jobs_still_post_and_runs_arrive_after_restart(
     stack: Stack, first_jobs, mlflow_server: MlflowServer, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
-    from observability import replay_outbox
-    from observability.outbox import pending
-    from observability.runtime import reset_runtime
+    """No beat runs here: the workers drain the outbox themselves once MLflow is back."""
+    import redis
 
+    from observability.outbox import RedisOutbox
+
+    outbox = RedisOutbox(redis.Redis.from_url(stack.redis.url, decode_responses=True))
     client, exp_id = client_and_experiment(mlflow_server.url)
     for job_id in first_jobs.values():
         wait_for_job(client, exp_id, job_id, 5)
@@ -219,15 +213,10 @@ def test_mlflow_stopped_jobs_still_post_and_runs_arrive_after_restart(
         records = stack.wait_final(ids[-1:], timeout=180)
         assert all(r.reply_ts for r in records.values())  # the reply went out
     assert len(fake_slack.posts()) >= posts_before + len(urls)
-    reset_runtime()
-    assert pending() > 0  # kept in the outbox while MLflow was away
+    wait_until(lambda: outbox.pending() > 0, 30, "records kept while MLflow was away")
 
     mlflow_server.start()
-    deadline = time.monotonic() + 120
-    while pending() and time.monotonic() < deadline:
-        replay_outbox()  # what the beat task technoshare.replay_mlflow_outbox does
-        time.sleep(1)
-    assert pending() == 0
+    wait_until(lambda: outbox.pending() == 0, 120, "the outbox drained by the workers", 1.0)
     for i, job_id in enumerate(ids):
         parent = wait_for_job(client, exp_id, job_id, 5, timeout=60)
         assert parent.data.tags["domain"] == "arxiv.org"

@@ -1,5 +1,6 @@
 """Several worker processes starting together against a fresh local sqlite MLflow store: each
-creates (and migrates) the store in ``observability.worker_init``. Without the file lock they
+creates (and migrates) the store when it installs and warms up its recorder (what
+``tasks.lifecycle`` does at worker start). Without the file lock they
 race on table creation ("table ... already exists") and the losers switch tracking off."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ WORKERS = 2
 # mlflow is imported before the barrier so that the store initialisations themselves overlap
 WORKER = """
 import json, os, pathlib, sys, time
-from observability.runtime import configure_environment
+from observability.mlflow_store import configure_environment
 from pipeline.settings import get_settings
 configure_environment(get_settings())
 import mlflow  # noqa: F401
@@ -27,12 +28,12 @@ go = pathlib.Path(sys.argv[1])
 deadline = time.monotonic() + 120
 while not go.exists() and time.monotonic() < deadline:
     time.sleep(0.002)
-import observability
-observability.worker_init()
-from observability.runtime import get_runtime
-rt = get_runtime()
+from observability.setup import configure, warm_up
+recorder = configure(get_settings())
+warm_up(recorder)
+rt = recorder.runtime
 print(json.dumps({"up": rt.health.available(), "reason": rt.health.reason,
-                  "experiment": rt.experiment_id() if rt.experiment_ready else None}))
+                  "experiment": rt.store.experiment_id() if rt.store.experiment_ready else None}))
 """
 
 
