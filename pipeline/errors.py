@@ -105,6 +105,8 @@ class UnsupportedContentError(TerminalError):
 
 class SourceUnavailableError(TerminalError):
     user_message = "The source could not be read (not found, private or paywalled)."
+    # the source answered but nothing was readable: what retrieval made of it (an Evidence)
+    evidence: object | None = None
 
 
 class LLMOutputError(TerminalError):

@@ -57,10 +57,12 @@ def fetch_evidence(carry: JobCarry, deps: StageDeps) -> Evidence:
     evidence = read_source(carry.job.url, deps.settings, fetcher)
     if evidence.coverage == Coverage.failed:
         reason = evidence.coverage_reason or "nothing could be read"
-        raise SourceUnavailableError(
+        error = SourceUnavailableError(
             f"no evidence for {evidence.url}: {reason}",
             user_message=f"Nothing could be read from this link ({one_line(reason)}).",
         )
+        error.evidence = evidence  # the job's result still shows what was read
+        raise error
     return evidence
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from observability.recorder import Recorder, get_recorder
 from pipeline.deps import StageDeps
 from pipeline.errors import GateFailedError, TechnoShareError
-from pipeline.models import Job, JobCarry, Outcome, PipelineResult, SlackMessage
+from pipeline.models import Evidence, Job, JobCarry, Outcome, PipelineResult, SlackMessage
 from pipeline.stages import STAGES, Stage, advance, one_line
 
 
@@ -69,6 +69,10 @@ def run_job(
         for stage in STAGES:
             carry = run_stage(stage, carry, deps, headers, recorder)
     except TechnoShareError as exc:
+        if carry.evidence is None and isinstance(
+            evidence := getattr(exc, "evidence", None), Evidence
+        ):
+            carry = carry.model_copy(update={"evidence": evidence})  # nothing readable in it
         message: SlackMessage = render_error(job, exc.user_message)
         result = result_of(carry).model_copy(
             update={"outcome": Outcome.error, "error": one_line(exc.reason), "message": message}
