@@ -1,5 +1,6 @@
-"""run_pipeline end to end: real retrieval against a loopback HTTP server, the real LLM layer
-(offline extractive model, or a scripted Stage B), gates, repair and rendering."""
+"""run_job end to end (``services.wiring.build_deps`` + ``services.runner.run_job``, no
+recorder): real retrieval against a loopback HTTP server through the safe fetcher, the real LLM
+layer (offline extractive model, or a scripted Stage B), gates, repair and rendering."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from observability.recorder import NULL_RECORDER
+from pipeline.fetch import SafeFetcher
 from pipeline.models import Job, Outcome, PipelineResult
-from pipeline.runner import default_deps, run_pipeline
 from pipeline.sanitize import find_mentions
 from pipeline.settings import Settings
 from services.recorded_web import RecordedServer, Response, serve_recorded
-from tests.support.llm import (  # noqa: F401
-    PRIMARY,
-    json_answer,
-    scripted_fixture,
-    text,
-    tool_calls,
-)
+from services.runner import run_job
+from services.wiring import build_deps
+from tests.support.llm import PRIMARY, json_answer, text, tool_calls
 from tests.support.web import hostile_routes
 
 EVIL = "evil.example"
@@ -51,9 +49,11 @@ def slack_job(url: str) -> Job:
 
 
 def run(web: RecordedServer, path: str, **settings: object) -> PipelineResult:
-    deps = default_deps(web.settings(Settings(**settings)))
+    # prompts from the files (no registry lookup): nothing here is recorded
+    config = web.settings(Settings(mlflow_enable_tracking=False, **settings))
+    deps = build_deps(config, fetcher=SafeFetcher(config))
     try:
-        return run_pipeline(slack_job(web.url(path)), deps)
+        return run_job(slack_job(web.url(path)), deps, NULL_RECORDER)
     finally:
         deps.close()
 

@@ -1,4 +1,4 @@
-"""Every recorded corpus link through run_pipeline with the offline model: the reply passes the
+"""Every recorded corpus link through run_job with the offline model: the reply passes the
 quality gates, is safe to post, quotes only the evidence, and reads like a summary.
 
 Thin sources (a one-sentence abstract, a changelog of lines) pass because retrieval adds the
@@ -12,15 +12,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from observability.recorder import NULL_RECORDER
+from pipeline.deps import StageDeps
+from pipeline.fetch import SafeFetcher
 from pipeline.gates import citable_sentence_count
 from pipeline.models import Outcome
 from pipeline.offline_selection import candidates
-from pipeline.runner import PipelineDeps, default_deps, run_pipeline
-from pipeline.runner_cli import make_cli_job
 from pipeline.sanitize import find_mentions
 from pipeline.settings import Settings
 from pipeline.text import normalize_space, split_sentences, split_units
 from services.recorded_web import RecordedWeb
+from services.run_cli import make_cli_job
+from services.runner import run_job
+from services.wiring import build_deps
 
 WEB = RecordedWeb()
 
@@ -34,10 +38,10 @@ def _cases() -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def deps() -> Iterator[PipelineDeps]:
-    built = default_deps(
-        Settings(llm_model="offline/extractive"), transport=WEB.transport, resolver=WEB.resolver
-    )
+def deps() -> Iterator[StageDeps]:
+    settings = Settings(llm_model="offline/extractive", mlflow_enable_tracking=False)
+    fetcher = SafeFetcher(settings, transport=WEB.transport, resolver=WEB.resolver)
+    built = build_deps(settings, fetcher=fetcher)
     yield built
     built.close()
 
@@ -48,7 +52,7 @@ def _quote(bullet: str) -> str | None:
 
 @pytest.mark.parametrize("url", _cases())
 def test_corpus_item_passes_the_gates_with_the_offline_model(deps, url):
-    result = run_pipeline(make_cli_job(url), deps)
+    result = run_job(make_cli_job(url), deps, NULL_RECORDER)
     failures = (
         [f"{r.name}: {r.detail}" for r in result.gate_report.failures] if result.gate_report else []
     )
@@ -82,7 +86,7 @@ def test_corpus_item_passes_the_gates_with_the_offline_model(deps, url):
 @pytest.mark.parametrize("url", _cases())
 def test_the_gate_counts_the_sentences_the_offline_model_can_quote(deps, url):
     """The summary minimum never exceeds what the extractive model can select."""
-    result = run_pipeline(make_cli_job(url), deps)
+    result = run_job(make_cli_job(url), deps, NULL_RECORDER)
     evidence = result.evidence
     found = candidates([(s.id, s.text) for s in evidence.snippets], evidence.title or "")
     assert citable_sentence_count(evidence) == sum(1 for c in found if c.sentence)
