@@ -25,14 +25,19 @@ _NOT_NESTING = frozenset(
      "source", "track", "wbr", "keygen", "p", "li", "dt", "dd", "option", "optgroup", "tr",
      "td", "th", "tbody", "thead", "tfoot", "colgroup", "caption", "rb", "rt", "rp", "rtc"}
 )  # fmt: skip
-# Comments and raw-text elements are skipped whole (a "<div>" inside a script is not a tag);
-# otherwise a start or end tag, its attributes possibly quoted.
-_TOKEN = re.compile(
-    r"<!--.*?(?:-->|\Z)"
-    r"|<(script|style|textarea|title|xmp|iframe|noembed|noframes)\b.*?(?:</\1\s*>|\Z)"
-    r"""|<(/?)([a-zA-Z][^\s/>]*)(?:[^>"']|"[^"]*"|'[^']*')*>""",
-    re.IGNORECASE | re.DOTALL,
-)
+# A start or end tag (the name, then anything up to ">"), or the start of a comment. Comments and
+# raw-text elements are skipped by position: a "<div>" inside a script or comment is not a tag.
+_TOKEN = re.compile(r"<(/?)([a-zA-Z][^\s/>]*)[^>]*>|<!--")
+_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+                       "noframes"})  # fmt: skip
+
+
+_FOREIGN = frozenset({"svg", "math"})
+
+
+def _raw_text_end(html: str, name: str, start: int) -> int:
+    close = re.compile(rf"</{name}\s*>", re.IGNORECASE).search(html, start)
+    return close.end() if close else len(html)
 
 
 def limit_nesting(html: str, max_depth: int = MAX_DEPTH) -> tuple[str, int]:
@@ -48,23 +53,31 @@ def limit_nesting(html: str, max_depth: int = MAX_DEPTH) -> tuple[str, int]:
     open_count: dict[str, int] = {}
     dropped_open: dict[str, int] = {}
     cuts: list[tuple[int, int]] = []
+    skip_until, foreign = 0, 0  # foreign: open <svg>/<math> elements
     for match in _TOKEN.finditer(html):
-        name = match.group(3)
-        if name is None:
-            continue  # a comment or a raw-text element
+        slash, name = match.group(1, 2)
+        if name is None or match.start() < skip_until:
+            if name is None and match.start() >= skip_until:  # a comment
+                close = html.find("-->", match.start() + 4)
+                skip_until = close + 3 if close != -1 else len(html)
+            continue
         name = name.lower()
         if name in _NOT_NESTING:
             continue
-        if not match.group(2):  # a start tag
-            foreign = open_count.get("svg", 0) or open_count.get("math", 0)
-            if foreign and match.group(0).endswith("/>"):
-                continue  # "<path/>" closes itself inside SVG/MathML (and only there)
+        if not slash:  # a start tag
+            if name in _RAW_TEXT:  # kept at any depth: its content must stay raw text
+                skip_until = _raw_text_end(html, name, match.end())
+                continue
             if len(stack) >= max_depth:
                 dropped_open[name] = dropped_open.get(name, 0) + 1
                 cuts.append(match.span())
                 continue
+            if foreign and match.group(0).endswith("/>"):
+                continue  # "<path/>" closes itself inside SVG/MathML (and only there)
             stack.append(name)
             open_count[name] = open_count.get(name, 0) + 1
+            if name in _FOREIGN:
+                foreign += 1
         elif dropped_open.get(name):
             dropped_open[name] -= 1
             cuts.append(match.span())
@@ -72,6 +85,8 @@ def limit_nesting(html: str, max_depth: int = MAX_DEPTH) -> tuple[str, int]:
             while stack:  # each element is pushed once, so popping is linear overall
                 top = stack.pop()
                 open_count[top] -= 1
+                if top in _FOREIGN:
+                    foreign -= 1
                 if top == name:
                     break
     if not cuts:

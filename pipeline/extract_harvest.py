@@ -203,7 +203,7 @@ def _blocks(
         for a, number in links:
             if number >= 0:
                 hash_link = (nodes[a].attrs.get("href") or "").startswith("#")
-                link_sizes[number] += ix.size[a] * (0.3 if hash_link else 1.0)
+                link_sizes[number] += ix.size(a) * (0.3 if hash_link else 1.0)
     for element in doomed:  # outermost only: the pass never entered a removed subtree
         nodes[element].decompose()
     # Roots are joined by an empty marker: a root's text may itself start with a marker.

@@ -146,7 +146,7 @@ class _Reading:
         if scored < _DIV_TEXT_NEEDED:
             inside = self.ix.breaker_inside
             self.budget.visits += len(tags)
-            self._score_all([i for i, tag in enumerate(tags) if tag == "div" and not inside[i]])
+            self._score_all([i for i, tag in enumerate(tags) if tag == "div" and not inside(i)])
 
     def _ancestors(self, first: int) -> list[int]:
         """Candidates among up to 5 ancestors, starting with the paragraph's parent."""
@@ -162,11 +162,11 @@ class _Reading:
         chains: dict[int, list[int]] = {}  # parent -> candidate keys of the 5 ancestors
         scores, size, commas, parent = self.scores, self.ix.size, self.ix.commas, self.ix.parent
         for para in paragraphs:
-            length = size[para]
+            length = size(para)
             if length < 25 or self.skipped(para):
                 continue
             total += length
-            points = 1 + commas[para] + min(length // 100, 3)
+            points = 1 + commas(para) + min(length // 100, 3)
             first = parent[para]
             if first < 0:
                 continue
@@ -179,7 +179,7 @@ class _Reading:
         return total
 
     def _density(self, i: int, length: int) -> float:
-        return self.ix.links[i] / length if length else 0.0
+        return self.ix.links(i) / length if length else 0.0
 
     def top(self) -> tuple[int, float]:
         """The best container: highest score discounted by link density, then widened."""
@@ -190,7 +190,7 @@ class _Reading:
             raw = self.scores[key]
             if len(best_five) >= 5 and raw <= best_five[0]:
                 break
-            final[key] = raw * (1 - self._density(key, ix.size[key]))
+            final[key] = raw * (1 - self._density(key, ix.size(key)))
             if len(best_five) < 5:
                 heapq.heappush(best_five, final[key])
             else:
@@ -242,7 +242,7 @@ class _Reading:
                 chosen.append(sib)
             # A <div> qualifies when it, or a <div> inside it, holds no block elements: the
             # reading the recorded pages were tuned on (what lexbor's css_matches gave).
-            elif tag == "p" or (tag == "div" and ix.leaf_div_within[sib]):
+            elif tag == "p" or (tag == "div" and ix.leaf_div_within(sib)):
                 text = norm(node.text(deep=True))  # siblings are disjoint: linear overall
                 density = self._density(sib, len(text))
                 if (len(text) > 80 and density < 0.25) or (

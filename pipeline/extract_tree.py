@@ -15,7 +15,9 @@ page (hidden text cannot slip through an unread part) marked as partial.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
+from itertools import accumulate
 
 from selectolax.lexbor import LexborNode
 
@@ -76,7 +78,11 @@ class TreeIndex:
         size: list[int] = []  # text length without whitespace-only text nodes
         commas: list[int] = []
         invisible: list[LexborNode] = []
-        stack: list[tuple[LexborNode, int]] = [(root, -1)]
+        # Three parallel stacks (node, its parent's index, its tag): children are pushed last
+        # first, walking back from the last child, so they pop in document order.
+        stack: list[LexborNode] = [root]
+        ups: list[int] = [-1]
+        pending_tags: list[str] = [root.tag or ""]
         visits, next_check, truncated = 0, CHECK_EVERY, False
         while stack:
             if visits >= next_check and len(nodes) >= MIN_ELEMENTS:
@@ -84,14 +90,13 @@ class TreeIndex:
                 if budget.out_of_time(WALK_SHARE):
                     truncated = True
                     break
-            node, up = stack.pop()
+            node = stack.pop()
             index = len(nodes)
             nodes.append(node)
-            tags.append(node.tag or "")
-            parent.append(up)
+            tags.append(pending_tags.pop())
+            parent.append(ups.pop())
             own_size = own_commas = 0
-            children: list[tuple[LexborNode, int]] = []
-            child = node.child
+            child = node.last_child
             while child is not None:
                 visits += 1
                 tag = child.tag
@@ -106,52 +111,63 @@ class TreeIndex:
                     if tag in _INVISIBLE:
                         invisible.append(child)
                     else:
-                        children.append((child, index))
-                child = child.next
+                        stack.append(child)
+                        ups.append(index)
+                        pending_tags.append(tag)
+                child = child.prev
             size.append(own_size)
             commas.append(own_commas)
-            if children:
-                children.reverse()  # popped first-child first: document order
-                stack.extend(children)
         if truncated:
             budget.stop()
-            for node, _up in stack:  # subtrees never visited: not part of what was read
+            for node in stack:  # subtrees never visited: not part of what was read
                 node.decompose()
         for node in invisible:
             node.decompose()
 
         count = len(nodes)
         end = list(range(count))  # index of the last element of each subtree
-        links = [0.0] * count  # text inside <a> (in-page "#" links count 30%)
-        breaker_inside = [False] * count
-        leaf_div_within = [False] * count  # it or a descendant is a <div> without breakers
-        element_children = [0] * count
-        for i in range(count - 1, -1, -1):  # children before parents: sums are final
-            tag = tags[i]
-            if tag == "a":
-                href = nodes[i].attrs.get("href") or ""
-                links[i] += size[i] * (0.3 if href.startswith("#") else 1.0)
-            if tag == "div" and not breaker_inside[i]:
-                leaf_div_within[i] = True
+        for i in range(count - 1, 0, -1):  # children before parents: a subtree's end is final
             up = parent[i]
-            if up < 0:
-                continue
-            size[up] += size[i]
-            commas[up] += commas[i]
-            links[up] += links[i]
             if end[i] > end[up]:
                 end[up] = end[i]
-            if breaker_inside[i] or tag in _PARAGRAPH_BREAKERS:
-                breaker_inside[up] = True
-            if leaf_div_within[i]:
-                leaf_div_within[up] = True
-            element_children[up] += 1
         budget.visits += visits + count
         self.nodes, self.tags, self.parent, self.end = nodes, tags, parent, end
-        self.size, self.commas, self.links = size, commas, links
-        self.breaker_inside, self.element_children = breaker_inside, element_children
-        self.leaf_div_within = leaf_div_within
         self.truncated = truncated
+        # A subtree is a contiguous range of indexes, so its sums are differences of prefix
+        # sums (built in C by accumulate): O(1) per question, no per-element Python pass.
+        self._size = [0, *accumulate(size)]
+        self._commas = [0, *accumulate(commas)]
+        self._breakers = [0, *accumulate(map(_PARAGRAPH_BREAKERS.__contains__, tags))]
+        self.element_children = Counter(parent)
+        link_weight = [0.0] * count
+        leaf_div = [False] * count
+        for i, tag in enumerate(tags):
+            if tag == "a":
+                href = nodes[i].attrs.get("href") or ""
+                link_weight[i] = self.size(i) * (0.3 if href.startswith("#") else 1.0)
+            elif tag == "div":
+                leaf_div[i] = not self.breaker_inside(i)
+        self._links = [0.0, *accumulate(link_weight)]
+        self._leaf_divs = [0, *accumulate(leaf_div)]
+
+    def size(self, i: int) -> int:
+        """Text length of the subtree, whitespace-only text nodes left out."""
+        return self._size[self.end[i] + 1] - self._size[i]
+
+    def commas(self, i: int) -> int:
+        return self._commas[self.end[i] + 1] - self._commas[i]
+
+    def links(self, i: int) -> float:
+        """Text inside the subtree's links (the element itself included); "#" links 30%."""
+        return self._links[self.end[i] + 1] - self._links[i]
+
+    def breaker_inside(self, i: int) -> bool:
+        """A block element (``_PARAGRAPH_BREAKERS``) is below the element."""
+        return self._breakers[self.end[i] + 1] - self._breakers[i + 1] > 0
+
+    def leaf_div_within(self, i: int) -> bool:
+        """The element, or an element below it, is a <div> without block elements below."""
+        return self._leaf_divs[self.end[i] + 1] - self._leaf_divs[i] > 0
 
     def __len__(self) -> int:
         return len(self.nodes)
