@@ -274,12 +274,14 @@ class SafeFetcher:
         s = self.settings
         if deadline.expired():
             raise FetchNetworkError(f"total fetch timeout ({s.fetch_total_timeout} s) exceeded")
-        # Per operation; the transport also cuts every operation at the total deadline.
+        # Per operation, and never past the deadline (this also bounds the wait for a pooled
+        # connection); DeadlineTransport then cuts every socket operation at the deadline too.
+        left = deadline.remaining()
         timeout = httpx.Timeout(
-            connect=s.fetch_connect_timeout,
-            read=s.fetch_read_timeout,
-            write=s.fetch_read_timeout,
-            pool=s.fetch_connect_timeout,
+            connect=min(s.fetch_connect_timeout, left),
+            read=min(s.fetch_read_timeout, left),
+            write=min(s.fetch_read_timeout, left),
+            pool=min(s.fetch_connect_timeout, left),
         )
         hdrs = {
             "User-Agent": s.fetch_user_agent,

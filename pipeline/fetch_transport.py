@@ -224,6 +224,7 @@ class DeadlineTransport(httpx.BaseTransport):
             # Never reuse a connection: two names on one address must not share a TLS session,
             # and a connection must not outlive the deadline of the fetch that opened it.
             max_keepalive_connections=0,
+            max_connections=100,  # httpx's default (httpcore's own is 10)
             network_backend=_DeadlineBackend(),
         )
 

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from pipeline.errors import FetchNetworkError, UnsafeURLError, UnsupportedContentError
 from pipeline.fetch import SafeFetcher
+from pipeline.fetch_transport import DeadlineTransport
 from pipeline.settings import Settings
 
 BOMB_INFLATED = 1024 * 1024 * 1024  # what the stacked-gzip bomb inflates to: 1 GB of zeros
@@ -224,6 +228,65 @@ def test_dripping_headers_are_cut_at_the_total_deadline():
         assert "response headers" in str(err.value)
         assert server.client_left.wait(5), "the fetcher kept the connection open"
     assert elapsed < 10  # liveness guard only: the per-read timeout (30 s) never came into it
+
+
+def silent_tls_server(conn: socket.socket, server: ScriptedServer) -> None:
+    """Takes the TLS ClientHello and never answers it; notes when the client hangs up."""
+    conn.settimeout(15)
+    while conn.recv(4096):
+        pass
+    server.client_left.set()
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_at_the_total_deadline():
+    with ScriptedServer(silent_tls_server) as server:
+        started = time.monotonic()
+        with (
+            server.fetcher(fetch_total_timeout=1.0, fetch_connect_timeout=30) as f,
+            pytest.raises(FetchNetworkError, match="total fetch timeout"),
+        ):
+            f.get(f"https://127.0.0.1:{server.port}/")
+        assert server.client_left.wait(5), "the fetcher kept the connection open"
+    assert time.monotonic() - started < 10  # liveness guard only
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for ``secure.test`` (certificate file, key file)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=secure.test", "-addext", "subjectAltName=DNS:secure.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_through_the_deadline_transport_keeps_pinning_sni_and_host(certificate):
+    """Connected to the checked IP; the handshake names (and verifies) the host; Host intact."""
+    cert, key = certificate
+    seen: dict[str, str | None] = {}
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.sni_callback = lambda sock, name, ctx: seen.__setitem__("sni", name)
+
+    def tls_echo(conn: socket.socket, server: ScriptedServer) -> None:
+        with server_tls.wrap_socket(conn, server_side=True) as tls:
+            request = read_request(tls).decode()
+            host = [ln for ln in request.split("\r\n") if ln.lower().startswith("host:")]
+            seen["host"] = host[0].split(":", 1)[1].strip()
+            tls.sendall(http_response({"Content-Type": "text/plain"}, b"over tls"))
+
+    with ScriptedServer(tls_echo) as server:
+        settings = Settings(fetch_allow_hosts=[f"secure.test:{server.port}"])
+        transport = DeadlineTransport(ssl.create_default_context(cafile=str(cert)))
+        resolver = {"secure.test": ["127.0.0.1"]}.__getitem__
+        with SafeFetcher(settings, transport=transport, resolver=resolver) as f:
+            response = f.get(f"https://secure.test:{server.port}/")
+    assert response.content == b"over tls"
+    assert seen == {"sni": "secure.test", "host": f"secure.test:{server.port}"}
 
 
 def slow_redirects(conn: socket.socket, server: ScriptedServer) -> None:
