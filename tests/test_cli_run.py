@@ -1,5 +1,6 @@
 """`technoshare run` as a user runs it: a subprocess, the offline model, retrieval pointed at a
-loopback server (ARXIV_API_URL, GITHUB_API_URL, FETCH_ALLOW_HOSTS) or at the recorded web."""
+loopback server (ARXIV_API_URL, GITHUB_API_URL, FETCH_ALLOW_HOSTS) or at the recorded web; and
+what it records in a local MLflow store (read back through ``MlflowClient`` only)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,67 @@ def test_errors_exit_1_with_one_line_on_stderr(web, tmp_path):
 
     not_a_link = technoshare_run(tmp_path, "ftp://example.org/file")
     assert not_a_link.returncode == 1 and "not an http(s) link" in not_a_link.stderr
+
+
+# --- recorded in MLflow like a worker's job ----------------------------------------------------
+def mlflow_store(tmp_path) -> tuple[str, dict[str, str]]:
+    """A sqlite store of the test's own, and tracking on (``technoshare_run`` turns it off)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return uri, {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_TRACKING": "true"}
+
+
+def test_a_run_is_recorded_as_one_parent_run_five_stage_runs_and_one_trace(tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.entities import TraceState
+
+    from pipeline.settings import Settings
+    from pipeline.stages import STAGE_NAMES, STAGES
+
+    uri, env = mlflow_store(tmp_path)
+    proc = technoshare_run(tmp_path, GITHUB_URL, "--recorded", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "not written yet" not in proc.stderr  # nothing left behind in the outbox
+    job_id = json.loads(proc.stdout)["job"]["job_id"]
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(Settings().mlflow_experiment)
+    assert experiment is not None
+    exp_id = experiment.experiment_id
+    [parent] = client.search_runs([exp_id], "tags.run_kind = 'job'")
+    assert parent.info.run_name == f"job-{job_id}" and parent.info.status == "FINISHED"
+    params = parent.data.params
+    for name in ("stage_a.model", "stage_b.model", "app_version", "adapter"):
+        assert params.get(name), (name, params)
+    assert params["stage_a.model"] == params["stage_b.model"] == "offline/extractive"
+    assert params["adapter"] == "GitHubAdapter"
+    for stage in ("stage_a", "stage_b"):
+        assert params[f"{stage}.prompt_version"].startswith("file:")  # no registry: the files
+    assert parent.data.tags["outcome"] == "success" and parent.data.tags["job_id"] == job_id
+
+    parent_id = parent.info.run_id
+    children = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(r.info.run_name for r in children) == sorted(STAGE_NAMES)
+    assert len(children) == len(STAGES)
+    for run in children:
+        assert run.info.status == "FINISHED", run.info.run_name
+        assert run.data.tags["job_id"] == job_id
+        assert run.data.metrics["latency_seconds"] >= 0
+    assert len(client.search_runs([exp_id])) == 1 + len(STAGES)  # nothing else
+
+    [trace] = client.search_traces(locations=[exp_id], filter_string=f"tags.job_id = '{job_id}'")
+    assert trace.info.request_metadata.get("mlflow.sourceRun") == parent_id
+    assert trace.info.state == TraceState.OK
+    span_names = {s.name for s in trace.data.spans}
+    assert {stage.span_name for stage in STAGES} <= span_names
+    assert len(client.search_traces(locations=[exp_id])) == 1
+
+
+def test_with_tracking_disabled_nothing_is_recorded(tmp_path):
+    _, env = mlflow_store(tmp_path)
+    proc = technoshare_run(
+        tmp_path, GITHUB_URL, "--recorded", env={**env, "MLFLOW_ENABLE_TRACKING": "false"}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("*karpathy/nanoGPT*")  # the job itself ran
+    # no store was even created at MLFLOW_TRACKING_URI, and no outbox kept under STATE_DIR
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
