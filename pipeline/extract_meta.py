@@ -40,6 +40,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LETTER = re.compile(r"[^\W\d_]")
+_HEADINGS = 50  # first <h1>/<h2>s compared with a "Part: Title" title
 
 
 @dataclass
@@ -172,7 +173,13 @@ def _title_tag_title(tree: LexborHTMLParser) -> str | None:
     raw = node.text(deep=True) if node is not None else ""
     if not raw.strip():
         return None
-    headings = [re.sub(r"\s+", " ", h.text(deep=True)).strip() for h in tree.css("h1, h2")]
+    # Headings only matter for "Part: Title" titles. Capped: each heading's text() reads its
+    # whole subtree, and nested headings would make that quadratic.
+    headings = (
+        [re.sub(r"\s+", " ", h.text(deep=True)).strip() for h in tree.css("h1, h2")[:_HEADINGS]]
+        if ":" in raw
+        else []
+    )
     cur = title_from_title_tag(raw, headings)
     if len(cur) > 150 or len(cur) < 15:
         h1s = tree.css("h1")
