@@ -1,11 +1,11 @@
 """One pass over a parsed page, and the time budget of an extraction.
 
 ``TreeIndex`` walks the page once, iteratively (a page nested 200,000 deep cannot reach Python's
-recursion limit), and keeps per element what the reading needs: its parent, where its subtree
-ends, its text length and commas, the text inside its links, whether a block element is inside
-it. Everything is summed up the tree in a second, reverse pass, so asking about an element's
-subtree costs O(1) instead of a walk or a CSS query per element: the extraction stays linear in
-the page size whatever the page's shape.
+recursion limit), and numbers the elements in document order, so that every subtree is a
+contiguous range of numbers. It keeps each element's parent, where its subtree ends and its own
+text length and commas; prefix sums over those answer "text length / commas / link text /
+block elements below this element" in O(1), instead of a ``text()`` call, a walk or a CSS query
+per element: the extraction stays linear in the page size whatever the page's shape.
 
 ``Budget`` bounds the work: phases check the clock every ``CHECK_EVERY`` nodes and, when time
 is out, stop and drop what they have not read, so that the result is a clean prefix of the
