@@ -72,13 +72,13 @@ def is_hidden(attrs: dict[str, str | None]) -> bool:
     if "hidden" in attrs or (attrs.get("aria-hidden") or "").strip().lower() == "true":
         return True
     style = attrs.get("style")
-    return bool(style) and style_visibility(style) == HIDDEN
+    return style_visibility(style) == HIDDEN if style else False
 
 
 def light_text(attrs: dict[str, str | None]) -> bool:
     """White-ish text without a background of its own: hidden on a light page."""
     style = attrs.get("style")
-    return bool(style) and style_visibility(style) == LIGHT_TEXT
+    return style_visibility(style) == LIGHT_TEXT if style else False
 
 
 def has_ancestor(node: LexborNode, tags: set[str], depth: int = 0) -> bool:

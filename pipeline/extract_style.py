@@ -149,9 +149,15 @@ def _background(decl: dict[str, str]) -> Rgba | None:
     return color
 
 
-@lru_cache(maxsize=4096)
+_CACHED_UP_TO = 512  # characters: longer (rare, possibly hostile) styles are not kept in caches
+
+
 def background_is_dark(style: str) -> bool | None:
     """True/False when the inline style sets an opaque dark/light background, else None."""
+    return _cached_background(style) if len(style) <= _CACHED_UP_TO else _background_of(style)
+
+
+def _background_of(style: str) -> bool | None:
     color = _background(declarations(style))
     if color is None or color[3] < 0.5:
         return None
@@ -220,9 +226,12 @@ def _zero_box(decl: dict[str, str]) -> bool:
     )
 
 
-@lru_cache(maxsize=4096)
 def style_visibility(style: str) -> str:
     """``HIDDEN``, ``VISIBLE`` or ``LIGHT_TEXT`` for one inline ``style`` value."""
+    return _cached_visibility(style) if len(style) <= _CACHED_UP_TO else _visibility(style)
+
+
+def _visibility(style: str) -> str:
     decl = declarations(style)
     if not decl:
         return VISIBLE
@@ -246,3 +255,8 @@ def style_visibility(style: str) -> str:
         same = all(abs(a - b) <= 8 for a, b in zip(color[:3], background[:3], strict=True))
         return HIDDEN if same else VISIBLE  # its own background decides
     return LIGHT_TEXT if _near_white(color) else VISIBLE
+
+
+# Values repeat within a site (and across pages of one): cached per value.
+_cached_visibility = lru_cache(maxsize=4096)(_visibility)
+_cached_background = lru_cache(maxsize=4096)(_background_of)
