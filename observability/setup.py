@@ -34,9 +34,12 @@ def masked_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def configure(settings: Settings, *, local: bool = False, install: bool = True) -> Recorder:
-    """The recorder for these settings (installed as the process's unless ``install=False``).
-    Any previously installed recorder is closed."""
+def configure(
+    settings: Settings, *, local: bool = False, install: bool = True, keep: bool = False
+) -> Recorder:
+    """The recorder for these settings (installed as the process's unless ``install=False``;
+    ``keep=True``: workers started inside this process keep it). Any previously installed
+    recorder is closed."""
     recorder: Recorder
     if not settings.mlflow_enable_tracking:
         log.info("MLflow tracking disabled (MLFLOW_ENABLE_TRACKING=false): nothing is recorded")
@@ -52,7 +55,7 @@ def configure(settings: Settings, *, local: bool = False, install: bool = True) 
             "local file" if local else "Redis",
         )
     if install:
-        previous = install_recorder(recorder)
+        previous = install_recorder(recorder, keep=keep)
         if previous is not None and previous is not recorder:
             with contextlib.suppress(Exception):
                 previous.close(timeout=2.0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the MLflow tracking server the way FIELD-NOTES measured it to work:
+# Start the MLflow tracking server with the settings measured to work on this stack:
 #   - MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: otherwise 7 job-runner processes (~3.9 GB)
 #   - sqlite backend + proxied artifacts under MLFLOW_STATE_DIR (default: $STATE_DIR/mlflow-server)
 #   - --workers 2, --allowed-hosts (a compose service name like mlflow:5000 gets 403 without it)

@@ -26,7 +26,8 @@ def local_recording(settings: Settings) -> Iterator[Recorder]:
     from observability.backend import MlflowRecorder
     from observability.setup import configure, warm_up
 
-    recorder = configure(settings, local=True)
+    # keep: the in-process worker of `technoshare demo` must not swap it for a Redis one
+    recorder = configure(settings, local=True, keep=True)
     if isinstance(recorder, MlflowRecorder):
         warm_up(recorder)
         kept, _ = recorder.kept_records()
