@@ -26,9 +26,9 @@ from pipeline.settings import REPO_ROOT
 
 DEFAULT_DATASET = REPO_ROOT / "data" / "eval_dataset.json"
 DEFAULT_RECORDED_DIR = REPO_ROOT / "data" / "recorded"
-# Where the recorded corpus was copied from; used only when data/recorded/ lacks an item.
+# A further corpus in the same layout (manifest.json + items), searched when data/recorded/
+# lacks an item: set it to use recordings kept outside the repository.
 CORPUS_DIR_ENV = "TECHNOSHARE_CORPUS_DIR"
-SHARED_CORPUS_DIR = Path("/work/shared/corpus")
 
 RecordedKind = Literal["arxiv", "github", "page"]
 _ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -147,7 +147,6 @@ def recorded_roots(recorded_dir: Path | None = None) -> list[Path]:
     candidates = [recorded_dir or DEFAULT_RECORDED_DIR]
     if os.environ.get(CORPUS_DIR_ENV):
         candidates.append(Path(os.environ[CORPUS_DIR_ENV]))
-    candidates.append(SHARED_CORPUS_DIR)
     return [c for c in candidates if (c / "manifest.json").is_file()]
 
 

@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 def configure_environment(settings: Settings) -> None:
     """Client-side MLflow variables. Fail fast: 0-1 retry, a 2-3 s timeout (the defaults block
     ~246 s per call when the server is down); spans from joined contexts need the simple span
-    processor (the batch one drops them, FIELD-NOTES trap 1)."""
+    processor (the batch one exports after the joined context is gone, and silently drops them)."""
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(
         min(max(settings.mlflow_http_max_retries, 0), 1)
     )

@@ -1,6 +1,6 @@
 """The one SSRF-safe HTTP fetcher. Every outbound request of retrieval goes through it.
 
-Rules (FIELD-NOTES, SSRF), applied to the first URL and again to every redirect hop:
+Rules against server-side request forgery, applied to the first URL and again to every redirect hop:
 
 - http/https only, no userinfo;
 - the host is resolved (``resolver`` seam, ``getaddrinfo`` by default; numeric forms such as

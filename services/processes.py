@@ -169,7 +169,7 @@ class LocalRedis:
 def prepare_tracking_store(env: Mapping[str, str]) -> None:
     """Create the local sqlite MLflow store once, before several workers start.
 
-    A belt to ``observability.runtime.store_init_lock`` (the braces: workers opening the store
+    A belt to ``observability.mlflow_store.store_init_lock`` (the braces: workers opening the store
     take a file lock next to the database, so workers starting together no longer race on
     table creation): here the store is created once by a one-off process, and the workers
     then only open it. A server-backed tracking URI needs nothing here.
@@ -179,6 +179,10 @@ def prepare_tracking_store(env: Mapping[str, str]) -> None:
         return
     if (env.get("MLFLOW_ENABLE_TRACKING") or "true").lower() in ("0", "false", "no"):
         return
-    code = "import observability; observability.worker_init()"
+    code = (
+        "from observability.mlflow_store import MlflowStore\n"
+        "from pipeline.settings import get_settings\n"
+        "MlflowStore(get_settings()).probe()"
+    )
     subprocess.run([sys.executable, "-c", code], env=dict(env), check=False, timeout=180,
                    stdout=subprocess.DEVNULL)  # fmt: skip

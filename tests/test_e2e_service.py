@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
+from pipeline.stages import STAGE_NAMES as STAGES
 from services.job_store import FINAL_STATUSES, JobStatus
 from services.recorded_web import serve_recorded
-from tasks.entry import STAGES
 from tests.support.service import (  # noqa: F401 - fixture
     CHANNEL,
     Ingest,

@@ -231,3 +231,7 @@ def test_mlflow_stopped_jobs_still_post_and_runs_arrive_after_restart(
                 process = re.search(r"/([\w-]+)\]", line)
                 disabled[(worker.name, process.group(1) if process else line)] += 1
     assert disabled and max(disabled.values()) == 1, disabled
+    # and each worker process said at start what it records to, with the URI
+    for worker in stack.workers:
+        started = [line for line in worker.log().splitlines() if "MLflow tracking enabled" in line]
+        assert started and all(mlflow_server.url in line for line in started), worker.name
