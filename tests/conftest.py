@@ -57,11 +57,11 @@ import pytest  # noqa: E402
 
 from pipeline.settings import reset_settings_cache  # noqa: E402
 
-pytest_plugins = (
-    "tests.support.llm",
-    "tests.support.mlflow_server",
+pytest_plugins = (  # service first: the others import it (it must be assert-rewritten first)
     "tests.support.service",
     "tests.support.web",
+    "tests.support.llm",
+    "tests.support.mlflow_server",
 )
 
 

@@ -25,7 +25,7 @@ from litellm.types.utils import ChatCompletionMessageToolCall, Function, ModelRe
 from pipeline import offline_model, stage_a
 from pipeline.context import ProjectContext, load_project_context
 from pipeline.llm import LLMClient
-from pipeline.models import Coverage, Evidence, ReadKind, Snippet, Source
+from pipeline.models import Evidence
 from pipeline.prompting import PROMPTS_DIR, FilePromptSource, new_nonce
 from pipeline.settings import Settings
 
@@ -202,61 +202,6 @@ def llm_settings(**overrides: Any) -> Settings:
 
 
 # --- evidence ------------------------------------------------------------------------------
-ARTICLE_URL = "https://example.org/blog/vector-search-in-postgres"
-ARTICLE = [
-    "Benchmarking vector search in PostgreSQL. This post measures pgvector on a retrieval "
-    "workload of 10 million embeddings from a support knowledge base.",
-    "The embeddings have 768 dimensions and come from a sentence-transformers model. All tests "
-    "ran on a single node with 16 cores and 64 GB of memory.",
-    "With an HNSW index, query latency at p95 was 38 ms at 200 queries per second. Building the "
-    "HNSW index took 41 minutes and used 22 GB of memory.",
-    "An IVFFlat index built in 6 minutes but its recall@10 dropped to 0.83. The HNSW index kept "
-    "recall@10 at 0.95 with the default search parameters.",
-    "Compared to FAISS, pgvector was 2.1 times slower on bulk inserts. Filtering by tenant inside "
-    "the same SQL query removed a separate metadata service from the architecture.",
-    "Reranking the top 100 results with a cross-encoder improved recall@10 from 0.81 to 0.92. "
-    "The reranker added 25 ms of latency per query on a GPU.",
-    "Hybrid search that mixes BM25 scores with vector similarity found 7 percent more relevant "
-    "documents than vector search alone. Chunks of 300 tokens with 50 tokens of overlap gave the "
-    "best results.",
-    "Re-indexing the whole corpus after a model change took 5 hours with 8 parallel workers. The "
-    "team runs the embedding pipeline nightly in Airflow.",
-    "The authors recommend pgvector for teams that already run PostgreSQL and store fewer than "
-    "50 million vectors. Beyond that size they suggest a dedicated engine.",
-    "The benchmark scripts are open source under the Apache 2.0 licence. The post does not "
-    "report costs for managed PostgreSQL services.",
-]
-CHINESE_ARTICLE = [
-    "本文介绍了一个用于大模型推理的开源服务框架。该框架通过连续批处理提高了显卡的利用率。",
-    "在八张显卡的集群上，吞吐量比基线系统提高了三倍。首个词元的延迟降低了百分之四十。",
-    "框架支持量化模型，内存占用减少了一半。它提供与现有接口兼容的服务端点。",
-    "作者在三个公开数据集上评估了生成质量，结果与原始模型基本一致。代码以开源许可证发布。",
-]
-
-
-def make_evidence(
-    paragraphs: list[str] | None = None,
-    *,
-    coverage: Coverage = Coverage.full,
-    read: ReadKind = ReadKind.full_text,
-    title: str = "Benchmarking vector search in PostgreSQL",
-    url: str = ARTICLE_URL,
-    language: str = "en",
-) -> Evidence:
-    paragraphs = ARTICLE if paragraphs is None else paragraphs
-    return Evidence(
-        url=url,
-        canonical_url=url,
-        adapter="WebPageAdapter",
-        sources=[Source(url=url, title=title, authors=["A. Writer"], kind="page")],
-        snippets=[Snippet(id=f"S{i}", text=p) for i, p in enumerate(paragraphs, 1)],
-        read=read,
-        coverage=coverage,
-        language=language,
-        char_count=sum(map(len, paragraphs)),
-    )
-
-
 # --- the offline stack -----------------------------------------------------------------------
 def offline_settings(**overrides: Any) -> Settings:
     return llm_settings(llm_model=offline_model.MODEL, **overrides)

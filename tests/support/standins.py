@@ -1,6 +1,6 @@
 """Deterministic doubles for the service tests that exercise the queue machinery (delivery,
 retries, headers, idempotency, crashes) rather than the stages or MLflow
-(tests/test_e2e_service.py runs the real ones). Installed through the seams a process has:
+(tests/e2e/test_service.py runs the real ones). Installed through the seams a process has:
 ``tasks.runtime.set_deps_factory`` (stage doubles in ``StageDeps.overrides``; slack_post stays
 real) and ``install_recorder(keep=True)`` (a recorder that hands out a parent run id and
 traceparent at once, so header propagation is asserted without MLflow's start-up cost).

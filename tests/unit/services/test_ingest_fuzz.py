@@ -24,7 +24,7 @@ from pipeline.settings import Settings
 from services.ingest import IngestService, create_app
 from services.job_store import JobStore
 from tests.support.service import CHANNEL, SIGNING_SECRET, message_event, sign, signed_headers
-from tests.test_ingest_limits import post_streamed
+from tests.unit.services.test_ingest_limits import post_streamed
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

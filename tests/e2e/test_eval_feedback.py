@@ -34,7 +34,7 @@ from tests.support.service import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mlflow_server]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARXIV = "https://arxiv.org/abs/2103.17249"
 GITHUB = "https://github.com/rushter/selectolax"
 PAGE = "https://hakibenita.com/sql-anomaly-detection"

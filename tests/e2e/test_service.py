@@ -19,11 +19,10 @@ from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACE
 from pipeline.stages import STAGE_NAMES as STAGES
 from services.job_store import FINAL_STATUSES, JobStatus
 from services.recorded_web import serve_recorded
-from tests.support.service import (  # noqa: F401 - fixture
+from tests.support.service import (
     CHANNEL,
     Ingest,
     Stack,
-    fake_slack_fixture,
     message_event,
     post_event,
     signed_headers,

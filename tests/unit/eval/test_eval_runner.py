@@ -18,7 +18,7 @@ import pytest
 from eval.dataset import load_dataset
 from eval.results import metric_key
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 BROKEN_PROMPTS = REPO / "tests" / "fixtures" / "broken_prompts"
 EXAMPLES = load_dataset().ready()
 

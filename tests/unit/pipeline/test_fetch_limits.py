@@ -19,7 +19,6 @@ from pipeline.errors import (
 )
 from pipeline.fetch import SafeFetcher
 from pipeline.settings import Settings
-from tests.support.web import local_web_fixture  # noqa: F401 - fixture
 
 
 def _fetcher(server, **overrides):

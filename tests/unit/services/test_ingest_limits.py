@@ -33,7 +33,7 @@ from tests.support.service import (
     message_event,
     signed_headers,
 )
-from tests.test_ingest import (  # noqa: F401 - ingest_fixture
+from tests.unit.services.test_ingest import (  # noqa: F401 - ingest_fixture
     A,
     assert_one_line_logged,
     forged_headers,

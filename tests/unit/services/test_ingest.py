@@ -1,8 +1,8 @@
 """Ingest handlers over HTTP (Starlette test client) with a real redis-server and fake Slack.
 
 Enqueueing is recorded instead of published here (except in the Redis blip test);
-tests/test_e2e_service.py runs the real uvicorn server against real workers, and
-tests/test_ingest_fuzz.py throws generated hostile requests at the app.
+tests/e2e/test_service.py runs the real uvicorn server against real workers, and
+tests/unit/services/test_ingest_fuzz.py throws generated hostile requests at the app.
 """
 
 from __future__ import annotations

@@ -12,13 +12,12 @@ from pipeline.llm import LLMClient
 from pipeline.prompting import block_items, data_blocks
 from pipeline.stage_a import FETCH_URL_TOOL, run_stage_a
 from pipeline.text import normalize_space
+from tests.support.builders import ARTICLE, CHINESE_ARTICLE
+from tests.support.builders import make_article_evidence as make_evidence
 from tests.support.llm import (
-    ARTICLE,
-    CHINESE_ARTICLE,
     PRIMARY,
     json_answer,
     llm_settings,
-    make_evidence,
     offline_llm,
     offline_settings,
     prompts,

@@ -16,7 +16,6 @@ import pytest
 from pipeline.errors import FetchNetworkError, UnsafeURLError
 from pipeline.fetch import SafeFetcher
 from pipeline.settings import Settings
-from tests.support.web import local_web_fixture  # noqa: F401 - fixture
 
 FORBIDDEN = [
     "http://localhost/",

@@ -18,7 +18,7 @@ from pipeline.sanitize import (
     url_key,
 )
 from pipeline.settings import Settings
-from tests.support.pipeline import (
+from tests.support.builders import (
     MESSAGE_TEXT,
     PAGE_URL,
     SUMMARY_SENTENCES,

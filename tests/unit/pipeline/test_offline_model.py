@@ -21,10 +21,10 @@ from pipeline.prompting import new_nonce, wrap_data
 from pipeline.stage_a import run_stage_a
 from pipeline.stage_b import build_messages, run_stage_b
 from pipeline.text import normalize_space, split_sentences
+from tests.support.builders import CHINESE_ARTICLE
+from tests.support.builders import make_article_evidence as make_evidence
 from tests.support.llm import (
-    CHINESE_ARTICLE,
     default_context,
-    make_evidence,
     offline_llm,
     offline_settings,
     prompts,

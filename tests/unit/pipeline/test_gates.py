@@ -13,7 +13,7 @@ from pipeline.gates import (
 )
 from pipeline.models import Coverage, Fact, LLMCall, SimilarTech, Snippet
 from pipeline.settings import Settings
-from tests.support.pipeline import (
+from tests.support.builders import (
     SUMMARY_SENTENCES,
     TeamContext,
     make_commentary,

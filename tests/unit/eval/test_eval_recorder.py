@@ -16,7 +16,7 @@ from pipeline.adapters import fetch_evidence
 from pipeline.settings import Settings
 from services.recorded_web import RecordedWeb
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 CASES = [
     ("https://arxiv.org/abs/2101.04061", RecordedRef(kind="arxiv", id="2101.04061")),
     ("https://github.com/encode/httpx", RecordedRef(kind="github", id="encode/httpx")),

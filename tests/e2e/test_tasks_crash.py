@@ -15,7 +15,7 @@ import signal
 import pytest
 
 from services.job_store import JobStatus
-from tests.support.service import CHANNEL, Stack, Worker, fake_slack_fixture, wait_until  # noqa: F401
+from tests.support.service import CHANNEL, Stack, Worker, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,16 +13,14 @@ from pipeline.prompting import block_fields, block_items, data_blocks
 from pipeline.stage_a import run_stage_a
 from pipeline.stage_b import run_stage_b
 from pipeline.text import normalize_space, split_sentences
+from tests.support.builders import ARTICLE, ARTICLE_URL, CHINESE_ARTICLE
+from tests.support.builders import make_article_evidence as make_evidence
 from tests.support.llm import (
-    ARTICLE,
-    ARTICLE_URL,
-    CHINESE_ARTICLE,
     PRIMARY,
     auth_error,
     default_context,
     json_answer,
     llm_settings,
-    make_evidence,
     offline_llm,
     offline_settings,
     prompts,

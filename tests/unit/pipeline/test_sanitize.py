@@ -14,7 +14,7 @@ from pipeline.sanitize import (
     sanitize_text,
     url_key,
 )
-from tests.support.pipeline import DOCS_URL, MESSAGE_TEXT, PAGE_URL, make_evidence, make_facts
+from tests.support.builders import DOCS_URL, MESSAGE_TEXT, PAGE_URL, make_evidence, make_facts
 
 EVIL = "https://evil.example.com/phish"
 

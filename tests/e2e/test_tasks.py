@@ -11,12 +11,12 @@ import sys
 import pytest
 
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID
-from services.job_store import JobStatus
 from pipeline.models import Commentary, GateReport, JobCarry, Review, SlackMessage
 from pipeline.stages import STAGE_BY_NAME
 from pipeline.stages import STAGE_NAMES as STAGES
+from services.job_store import JobStatus
 from tests.support.fake_slack import Failure
-from tests.support.service import CHANNEL, Stack, fake_slack_fixture, wait_until  # noqa: F401
+from tests.support.service import CHANNEL, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

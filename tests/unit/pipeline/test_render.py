@@ -8,7 +8,7 @@ from pipeline.models import Coverage, GateReport, GateResult, Outcome, SimilarTe
 from pipeline.render import render_commentary, render_error, render_gate_failed, section_texts
 from pipeline.sanitize import find_mentions, find_urls, url_key
 from pipeline.settings import Settings
-from tests.support.pipeline import (
+from tests.support.builders import (
     DOCS_URL,
     PAGE_URL,
     SUMMARY_SENTENCES,
