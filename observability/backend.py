@@ -34,6 +34,7 @@ from observability.records import BeginRecord, EndRecord, FeedbackRecord, RootSp
 from observability.runtime import Runtime
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from pipeline.models import Job, Outcome, SlackMessage
+from pipeline.redact import Redactor
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
@@ -79,10 +80,36 @@ def _note_overhead(what: str, job: Job, seconds: float) -> None:
     log.log(level, "%s of job %s: MLflow overhead %.1f ms", what, job.job_id, seconds * 1e3)
 
 
+def redact_record(record: Any, redactor: Redactor, *, artifacts: bool) -> Any:
+    """The record with every text MLflow would show redacted: tags, params, the root span's
+    inputs, outputs and error, and (``artifacts``) the artifacts' JSON. Secrets never reach
+    MLflow, even inside an error text a provider echoed back."""
+    update: dict[str, Any] = {}
+    for name in ("tags", "params"):
+        values = getattr(record, name, None)
+        if values:
+            update[name] = {k: redactor(v) for k, v in values.items()}
+    if artifacts and getattr(record, "artifacts", None):
+        update["artifacts"] = {k: redactor(v) for k, v in record.artifacts.items()}
+    root = getattr(record, "root", None)
+    if root is not None:
+        import json
+
+        update["root"] = root.model_copy(
+            update={
+                "error": redactor(root.error) if root.error else None,
+                "inputs": json.loads(redactor(json.dumps(root.inputs))),
+                "outputs": json.loads(redactor(json.dumps(root.outputs))),
+            }
+        )
+    return record.model_copy(update=update) if update else record
+
+
 class MlflowRecorder:
     def __init__(self, settings: Settings, *, local: bool = False) -> None:
         self.settings = settings
         self.local = local
+        self.redactor = Redactor.from_settings(settings)
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
 
@@ -94,6 +121,8 @@ class MlflowRecorder:
             with self._lock:
                 if self._runtime is None or self._runtime.pid != os.getpid():
                     self._runtime = Runtime(self.settings, local=self.local)
+                    self._runtime.redact = lambda r: redact_record(r, self.redactor, artifacts=True)
+                    self._runtime.store.redact = self.redactor
                 rt = self._runtime
         return rt
 
@@ -108,6 +137,7 @@ class MlflowRecorder:
             started = time.time()
             tags = parent_tags(job, run_key, reprocess_of)
             record = BeginRecord(run_key=run_key, job=job, started_at=started, tags=tags)
+            record = redact_record(record, self.redactor, artifacts=False)
             self._ledger_call(job, lambda: rt.ledger.start(run_key, job.job_id, started))
             if rt.health.available():  # past the wait, the writer stores the id in the ledger
                 wait = max(0.0, self.settings.mlflow_http_timeout)
@@ -143,7 +173,8 @@ class MlflowRecorder:
         overhead = 0.0
         body_start = body_end = t0
         try:
-            with tracing.stage_span(rt.tracing_ready(), stage, job, headers) as span:
+            ready = rt.tracing_ready()
+            with tracing.stage_span(ready, stage, job, headers, self.redactor) as span:
                 body_start = time.perf_counter()
                 overhead += body_start - t0 - (tracing.import_seconds - imports_before)
                 try:
@@ -245,10 +276,12 @@ class MlflowRecorder:
             return None
 
     def _submit(self, rt: Runtime, record: Any) -> None:
+        """Small texts are redacted here; the artifacts on the writer thread (``rt.write``),
+        or here when the record goes straight to the outbox."""
         if rt.health.available():
-            rt.writer.submit(record)
+            rt.writer.submit(redact_record(record, self.redactor, artifacts=False))
         else:
-            rt.outbox.push(record)
+            rt.outbox.push(redact_record(record, self.redactor, artifacts=True))
 
     def _spent(self, what: str, job: Job, seconds: float, run_key: str) -> None:
         rt = self.runtime

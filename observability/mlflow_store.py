@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ class MlflowStore:
         self._lock = threading.Lock()
         self._client: Any = None
         self._experiment_id: str | None = None
+        self.redact: Callable[[str], str] | None = None  # applied to every exported span
 
     @property
     def is_http(self) -> bool:
@@ -138,6 +139,8 @@ class MlflowStore:
 
         mlflow.set_tracking_uri(self.uri)
         mlflow.tracing.set_destination(MlflowExperimentLocation(experiment_id))
+        if self.redact is not None:  # (re)pointing tracing resets MLflow's tracing config
+            install_span_redaction(self.redact)
 
     def probe(self) -> str | None:
         """None when the store answers, else why not (also proves a local store works)."""
@@ -147,3 +150,33 @@ class MlflowStore:
                 return reason
         self.experiment_id()
         return None
+
+
+def install_span_redaction(redact: Callable[[str], str]) -> None:
+    """Every span this process exports passes through ``redact`` first: its string attributes
+    (inputs, outputs, messages of LLM spans) and its events (an exception event holds the
+    error text, and a provider's 401 can echo the API key into it, as LLM spans autologged
+    from litellm do)."""
+    import mlflow
+    from opentelemetry.sdk.trace import Event
+    from opentelemetry.sdk.util import BoundedList
+
+    def scrub(value: Any) -> Any:
+        return redact(value) if isinstance(value, str) else value
+
+    def processor(span: Any) -> None:
+        otel = getattr(span, "_span", None)
+        if otel is None:
+            return
+        for key, value in dict(otel.attributes or {}).items():
+            if isinstance(value, str) and (clean := redact(value)) != value:
+                otel.set_attribute(key, clean)
+        events = getattr(otel, "_events", None)
+        if events:  # an OTel BoundedList: rebuilt, it has no item assignment
+            cleaned = [
+                Event(e.name, {k: scrub(v) for k, v in (e.attributes or {}).items()}, e.timestamp)
+                for e in events
+            ]
+            otel._events = BoundedList.from_seq(len(cleaned) or None, cleaned)
+
+    mlflow.tracing.configure(span_processors=[processor])

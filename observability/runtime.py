@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from observability import mlflow_writes
@@ -71,10 +72,12 @@ class Runtime:
         self._drainer: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # set by the recorder: the record as MLflow may see it (secrets redacted)
+        self.redact: Callable[[AnyRecordType], AnyRecordType] = lambda record: record
 
     # --- writing -----------------------------------------------------------------------------
     def write(self, record: AnyRecordType) -> str:
-        return mlflow_writes.apply(self.store, self.ledger, record, replay=False)
+        return mlflow_writes.apply(self.store, self.ledger, self.redact(record), replay=False)
 
     def replay_outbox(self, max_records: int = 1000) -> dict[str, Any]:
         """Write what the outbox keeps, if MLflow answers now (probed, not cached)."""
@@ -82,7 +85,7 @@ class Runtime:
             return {"replayed": 0, "dropped": 0, "pending": self._pending(), "skipped": "mlflow"}
         return replay(
             self.outbox,
-            lambda record: mlflow_writes.apply(self.store, self.ledger, record, replay=True),
+            lambda r: mlflow_writes.apply(self.store, self.ledger, self.redact(r), replay=True),
             is_permanent=mlflow_writes.is_permanent,
             on_down=self.health.mark_down,
             max_records=max_records,

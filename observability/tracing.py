@@ -28,7 +28,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -78,8 +78,21 @@ def ensure_litellm_autolog() -> None:
         log.info("mlflow.litellm.autolog unavailable: %s", exc)
 
 
+def _redacted_exception(exc: BaseException, redact: Callable[[str], str]) -> BaseException:
+    """An exception of the same name carrying the redacted message: what the span records
+    (its event holds the message, and a provider error can echo an API key)."""
+    kind = type(type(exc).__name__, (Exception,), {"__module__": type(exc).__module__})
+    return kind(redact(str(exc)))
+
+
 @contextmanager
-def stage_span(ready: bool, stage: Stage, job: Job, headers: Mapping[str, str]) -> Iterator[Any]:
+def stage_span(
+    ready: bool,
+    stage: Stage,
+    job: Job,
+    headers: Mapping[str, str],
+    redact: Callable[[str], str] = str,
+) -> Iterator[Any]:
     """The stage's span, joined to the job's trace; ``None`` when tracing is off or MLflow is
     away (then nothing is recorded and nothing waits). Exceptions from the body propagate
     through the span, which records them and ends with status ERROR."""
@@ -104,8 +117,13 @@ def stage_span(ready: bool, stage: Stage, job: Job, headers: Mapping[str, str]) 
         log.debug("could not open the %s span", stage.name, exc_info=True)
         stack.close()
         span = None
-    with stack:
+    try:
         yield span
+    except BaseException as exc:
+        safe = _redacted_exception(exc, redact)
+        stack.__exit__(type(safe), safe, None)  # the span records the redacted copy
+        raise
+    stack.close()
 
 
 def root_inputs(job: Job) -> dict[str, Any]:

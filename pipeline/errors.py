@@ -32,16 +32,22 @@ spent, is the ``error`` outcome.
 
 from __future__ import annotations
 
+from pipeline.redact import redact
+
 
 class TechnoShareError(Exception):
-    """Base of all deliberate errors. ``user_message`` is safe to show in Slack."""
+    """Base of all deliberate errors. ``user_message`` is safe to show in Slack.
+
+    Both texts are redacted when the error is made: key-shaped strings (API keys, Slack and
+    GitHub tokens, bearer values, URL passwords) never travel in an error, whatever a provider
+    echoed into it; logs, tags and spans redact configured secrets too."""
 
     user_message: str = "Something went wrong while reading this link."
 
     def __init__(self, message: str = "", *, user_message: str | None = None) -> None:
-        super().__init__(message or self.user_message)
+        super().__init__(redact(message) if message else self.user_message)
         if user_message is not None:
-            self.user_message = user_message
+            self.user_message = redact(user_message)
 
     @property
     def reason(self) -> str:

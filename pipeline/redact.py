@@ -24,10 +24,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from pipeline.settings import Settings
+if TYPE_CHECKING:  # settings are read by name only: pipeline.errors imports this module
+    from pipeline.settings import Settings
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6  # shorter values would wipe ordinary words and numbers out of every log

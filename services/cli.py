@@ -60,6 +60,21 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Warnings and errors on stderr, every line through the secret redaction filter (a
+    provider error can echo an API key; a URL setting can carry a password)."""
+    import logging
+
+    from pipeline.redact import install_log_redaction
+    from pipeline.settings import get_settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        install_log_redaction(get_settings())
+    except Exception as exc:  # noqa: BLE001 - e.g. a settings error, reported by the command
+        logging.getLogger(__name__).debug("log redaction not installed: %s", exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -67,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    configure_logging()
     func, _ = _load(COMMANDS[args.command][0])
     try:
         return int(func(args) or 0)

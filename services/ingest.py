@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.errors import ConfigError
+from pipeline.redact import install_log_redaction
 from pipeline.settings import Settings, get_settings
 from services.job_store import JobStore
 from services.slack_client import make_sink
@@ -225,6 +226,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    install_log_redaction(settings)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # no line per request
     app = create_app(settings)
     socket_client = None
     if args.socket_mode == "on" or (args.socket_mode == "auto" and settings.slack_app_token):
@@ -236,7 +239,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        # log_config=None: uvicorn's records go through the root handlers (and their redaction)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
     finally:
         if socket_client is not None:
             socket_client.close()

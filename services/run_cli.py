@@ -75,26 +75,37 @@ def run(url: str, *, recorded: bool = False) -> PipelineResult:
         deps.close()
 
 
+def _output(text: str, *, err: bool = False) -> None:
+    """Print with every configured secret (and key-shaped string) redacted."""
+    from pipeline.redact import Redactor
+    from pipeline.settings import get_settings
+
+    try:
+        text = Redactor.from_settings(get_settings())(text)
+    except TechnoShareError:  # settings unreadable: the patterns alone
+        text = Redactor()(text)
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
 def main(args: argparse.Namespace) -> int:
     if not re.match(r"https?://\S+$", args.url.strip(), re.I):
-        print(f"error: not an http(s) link: {args.url!r}", file=sys.stderr)
+        _output(f"error: not an http(s) link: {args.url!r}", err=True)
         return EXIT_ERROR
     try:
         result = run(args.url, recorded=args.recorded)
     except TechnoShareError as exc:  # e.g. ConfigError while building the dependencies
-        print(f"error: {' '.join(exc.reason.split())}", file=sys.stderr)
+        _output(f"error: {' '.join(exc.reason.split())}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # a bug: still one line (never a secret-bearing traceback dump)
-        print(
-            f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
-            file=sys.stderr,
+        _output(
+            f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", err=True
         )
         return EXIT_ERROR
     if args.json:
-        print(result.model_dump_json(indent=2))
+        _output(result.model_dump_json(indent=2))
     elif result.message is not None:
-        print(readable_text(result.message))
+        _output(readable_text(result.message))
     if result.outcome == Outcome.success:
         return EXIT_OK
-    print(f"{result.outcome.value}: {result.error}", file=sys.stderr)
+    _output(f"{result.outcome.value}: {result.error}", err=True)
     return EXIT_GATE_FAILED if result.outcome == Outcome.gate_failed else EXIT_ERROR

@@ -16,6 +16,8 @@ import logging
 from typing import Any
 
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -40,6 +42,19 @@ def _install_recorder(**_: Any) -> None:
         warm_up(configure(get_settings()))
     except Exception:
         log.exception("the MLflow recorder could not be set up (jobs still run, unrecorded)")
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """Every worker log line through the secret redaction filter, Celery's handlers included."""
+    from pipeline.redact import install_log_redaction
+    from pipeline.settings import get_settings
+
+    installed = install_log_redaction(get_settings())
+    for handler in logger.handlers if logger is not None else ():
+        if installed not in handler.filters:
+            handler.addFilter(installed)
 
 
 @worker_process_shutdown.connect
