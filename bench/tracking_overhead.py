@@ -1,9 +1,10 @@
 """MLflow tracking overhead benchmark (not a test): jobs/s with tracking off, on, and on with
 the MLflow server stopped, side by side in one run, plus the MLflow time on each job's
-critical path (the hooks' caller-thread time, ``observability.overhead_seconds``).
+critical path (the recorder's caller-thread time, ``MlflowRecorder.overhead_seconds``).
 
 A real ``mlflow server`` (sqlite) and a real redis-server are started on free ports; jobs run
-the five stages through ``observability.hooks`` on ``--concurrency`` threads of this process
+the five stages through ``services.runner.run_stage`` (stage doubles from
+``tests/support/obs_jobs.py``) with the installed recorder on ``--concurrency`` threads of this process
 (like a ``-P threads`` worker), with a stub LLM of fixed latency (``--llm-delay`` seconds per
 LLM stage) instead of a model. Rounds alternate off/on so drift on a shared machine hits both.
 ``--write`` replaces the "MLflow tracking overhead" section of docs/BENCHMARKS.md.
@@ -29,45 +30,48 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## MLflow tracking overhead"
-STAGES = ("retrieval", "stage_a", "stage_b", "quality_gates", "slack_post")
+from pipeline.offline import apply_offline_defaults  # noqa: E402
+from pipeline.stages import STAGE_NAMES  # noqa: E402
 
-for key, value in (
-    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
-    ("LITELLM_OFFLINE_MODE", "true"),
-    ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
-):
-    os.environ.setdefault(key, value)
+apply_offline_defaults()
 
 
 def configure(tracking: bool) -> None:
-    from observability import worker_init
-    from observability.runtime import reset_runtime
-    from pipeline.settings import reset_settings_cache
+    """What a worker process does at start: install (and warm up) its recorder."""
+    from observability.recorder import get_recorder
+    from observability.setup import configure as install
+    from observability.setup import warm_up
+    from pipeline.settings import get_settings, reset_settings_cache
 
-    reset_runtime()
+    get_recorder().close()
     os.environ["MLFLOW_ENABLE_TRACKING"] = "true" if tracking else "false"
     reset_settings_cache()
-    worker_init()
+    warm_up(install(get_settings()))
+
+
+def overhead_seconds() -> float:
+    from observability.recorder import get_recorder
+
+    return float(getattr(get_recorder(), "overhead_seconds", 0.0))
 
 
 def one_job(n: int, tag: str) -> None:
-    from observability import hooks
+    from observability.recorder import get_recorder
     from tests.support import obs_jobs
 
     job = obs_jobs.make_job(f"bench-{tag}-{n}-{time.time_ns()}", "https://arxiv.org/abs/2101.04061")
-    headers = hooks.begin_job(job)
+    headers = get_recorder().begin_job(job)
     carry: dict = {}
     job_json = job.model_dump(mode="json")
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         carry = obs_jobs.run_stage(stage, job_json, headers, carry)
 
 
 def run_round(mode: str, jobs: int, concurrency: int) -> dict[str, float]:
-    from observability import overhead_seconds
-    from observability.mlflow_backend import flush
+    from observability.recorder import get_recorder
 
     configure(tracking=mode != "off")
+    flush = get_recorder().flush
     before = overhead_seconds()
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -125,7 +129,7 @@ def markdown(all_results: dict[float, dict], args: argparse.Namespace) -> str:
         lines += table_rows(delay, results)
     lines += [
         "",
-        "The critical-path time is what the hooks spend on the job's own thread (begin_job, each "
+        "The critical-path time is what the recorder spends on the job's own thread (begin_job, each "
         "stage_run's entry and exit, end_job); runs, artifacts and spans are written by a "
         "background thread and, with the server stopped, kept in the Redis outbox. Each MLflow "
         "call costs this sqlite server 15-25 ms (about 25 calls per job), so one writer thread "
@@ -193,9 +197,10 @@ def main() -> int:
                 # the outage rounds' outbox would be replayed during the next rounds: drop it
                 redis.Redis.from_url(redis_server.url).delete(MLFLOW_OUTBOX_STREAM)
         finally:
-            from observability.runtime import reset_runtime
+            from observability.recorder import get_recorder, install_recorder
 
-            reset_runtime()
+            get_recorder().close()
+            install_recorder(None)
             server.stop()
             redis_server.stop()
     text = markdown(all_results, args)

@@ -248,7 +248,6 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     from observability.backend import MlflowRecorder
     from observability.outbox import RedisOutbox
     from observability.recorder import install_recorder
-    from observability.setup import warm_up
     from pipeline.settings import get_settings
     from tests.support import obs_jobs
 
@@ -263,8 +262,7 @@ def test_hanging_mlflow_costs_each_job_little_and_keeps_every_record(
     recorder = MlflowRecorder(get_settings())
     install_recorder(recorder)
     rt = recorder.runtime
-    rt.health.check_now = lambda: True  # what warm_up does, minus its start-up probe
-    warm_up(recorder)
+    rt.start()  # what warm_up does, minus its start-up probe: the process believes MLflow is up
     outbox = RedisOutbox(client)
     costs = []
     try:
@@ -305,3 +303,29 @@ def test_importing_the_recorder_seam_loads_neither_mlflow_nor_litellm() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_reaction_recorded_while_mlflow_is_down_waits_in_the_outbox(tmp_path) -> None:
+    """Like every run record: kept (here in the local file outbox), never dropped."""
+    from observability.backend import MlflowRecorder
+    from observability.recorder import Feedback
+    from pipeline.settings import Settings
+    from tests.support.service import free_port
+
+    settings = Settings(
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",  # nothing listens
+        state_dir=tmp_path,
+        mlflow_http_timeout=1.0,
+    )
+    recorder = MlflowRecorder(settings, local=True)
+    try:
+        assert recorder.runtime.health.check_now() is False
+        recorder.record_feedback(Feedback("C1", "1700000000.000200", "UBOB", False, "-1"))
+        kept, where = recorder.kept_records()
+        assert kept == 1 and where.endswith("mlflow-outbox.jsonl")
+        [(_, text)] = recorder.runtime.outbox.peek(10)
+        record = load_record(text)
+        assert record.kind == "feedback" and record.reply_ts == "1700000000.000200"
+        assert record.positive is False and record.user == "UBOB"
+    finally:
+        recorder.close(timeout=1.0)

@@ -198,3 +198,21 @@ def test_a_model_that_never_stops_calling_tools_is_stopped(scripted):
             tool_handler=lambda name, args: "limit reached",
         )
     assert scripted.received[-1].params.get("tool_choice") == "none"
+
+
+def test_real_model_requests_are_blocked_in_the_test_suite(monkeypatch):
+    """The suite sets TECHNOSHARE_ALLOW_MODEL_REQUESTS=false: a model that would leave the
+    machine is refused before any request; loopback servers and in-process doubles are not."""
+    import os
+
+    from pipeline.llm import ALLOW_MODEL_REQUESTS_ENV, check_model_requests_allowed
+
+    assert os.environ[ALLOW_MODEL_REQUESTS_ENV] == "false"
+    client = LLMClient(llm_settings(llm_model="openai/gpt-4o-mini"))
+    with pytest.raises(ConfigError, match="real model requests are blocked"):
+        client.complete_model("stage_a", MESSAGES, Answer)
+    check_model_requests_allowed("openai/x", "openai", "http://127.0.0.1:8000/v1")  # loopback
+    with pytest.raises(ConfigError):
+        check_model_requests_allowed("openai/x", "openai", "http://10.0.0.5:8000/v1")
+    monkeypatch.setenv(ALLOW_MODEL_REQUESTS_ENV, "true")
+    check_model_requests_allowed("openai/x", "openai", None)  # allowed outside the suite
