@@ -32,17 +32,6 @@ CHANNEL_URL_KEY = KEY_PREFIX + "chanurl:{channel_id}:{url_hash}"
 # call with its timeout, so a worker that died mid-post releases it.
 POST_LOCK_KEY = KEY_PREFIX + "postlock:{job_id}"
 POST_LOCK_TTL_SECONDS = 120
-# Looking for a channel-level reply whose post answer was lost (conversations.history): from the
-# time the post started less this margin, for clock skew between a worker and Slack.
-POST_LOOKUP_MARGIN_SECONDS = 60
-
-# A link being answered in a channel (SET NX: the job id), claimed when its job starts so a second
-# message with the same link is answered as a duplicate instead of a second commentary. Replaced
-# by CHANNEL_URL_KEY when the job is answered, released when it fails, honoured only while the
-# holder is still in flight. TTL: 10 minutes, past a job's whole chain with retries, so a holder
-# that vanished blocks nothing for long.
-LINK_CLAIM_KEY = KEY_PREFIX + "linkclaim:{channel_id}:{url_hash}"
-LINK_CLAIM_TTL_SECONDS = 600
 
 # MLflow records made while MLflow was down (stream), replayed when it is back. No TTL:
 # records must not be lost; the stream is trimmed to MAXLEN entries as a safety net.
