@@ -32,6 +32,17 @@ CHANNEL_URL_KEY = KEY_PREFIX + "chanurl:{channel_id}:{url_hash}"
 # call with its timeout, so a worker that died mid-post releases it.
 POST_LOCK_KEY = KEY_PREFIX + "postlock:{job_id}"
 POST_LOCK_TTL_SECONDS = 120
+# Looking for a channel-level reply whose post answer was lost (conversations.history): from the
+# time the post started less this margin, for clock skew between a worker and Slack.
+POST_LOOKUP_MARGIN_SECONDS = 60
+
+# A link being answered in a channel (SET NX: the job id), claimed when its job starts so a second
+# message with the same link is answered as a duplicate instead of a second commentary. Replaced
+# by CHANNEL_URL_KEY when the job is answered, released when it fails, honoured only while the
+# holder is still in flight. TTL: 10 minutes, past a job's whole chain with retries, so a holder
+# that vanished blocks nothing for long.
+LINK_CLAIM_KEY = KEY_PREFIX + "linkclaim:{channel_id}:{url_hash}"
+LINK_CLAIM_TTL_SECONDS = 600
 
 # MLflow records made while MLflow was down (stream), replayed when it is back. No TTL:
 # records must not be lost; the stream is trimmed to MAXLEN entries as a safety net.
@@ -82,10 +93,5 @@ HEADER_TRACESTATE = "tracestate"
 PROPAGATED_HEADERS = (HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE)
 
 # --- queues ----------------------------------------------------------------------------------
-QUEUE_IO = "io"  # fetch_evidence, feedback, alerts, the outbox replay (may be slow: remote sites)
-QUEUE_LLM = "llm"  # stage_a, stage_b, quality_gates (sized on its own: LLM concurrency)
-# slack_post, the failure note (job_failed), start_job and reprocess: short, bounded tasks that
-# post to Slack. A queue of their own so a slow site holding every io process never delays a
-# reply that is ready.
-QUEUE_POST = "post"
-QUEUES = (QUEUE_IO, QUEUE_LLM, QUEUE_POST)
+QUEUE_IO = "io"  # fetch_evidence, slack_post, reprocess, alerts
+QUEUE_LLM = "llm"  # stage_a, stage_b (sized on its own: LLM concurrency)

@@ -9,7 +9,7 @@ A job record is one Redis hash (``JOB_KEY``). Fields:
     parent_run_id  MLflow parent run of the current attempt;  headers: its propagated headers
     reprocess_of   parent run id of the attempt this one re-runs
     reply_ts       ts of the latest reply posted;  reply_ts:<attempt>: the reply of that attempt
-    post_started:<attempt>  set just before the Slack call (a crash after it: look before posting)
+    post_started:<attempt>  when the first Slack call began (then a retry looks before posting)
     last_error     one-line reason of the last failure;  user_error: its safe-to-show sentence
     duplicate_of   the earlier job answered for the same link in the channel
     seen:<stage>   JSON {"attempt", "task_id", "retries", "headers"}: what that stage's task saw
@@ -31,11 +31,15 @@ from typing import Any
 import redis
 
 from pipeline.constants import (
+    ALERT_SENT_KEY,
+    ALERT_SENT_TTL_SECONDS,
     CHANNEL_URL_KEY,
     EVENT_SEEN_KEY,
     EVENT_SEEN_TTL_SECONDS,
     JOB_KEY,
     JOB_TTL_SECONDS,
+    LINK_CLAIM_KEY,
+    LINK_CLAIM_TTL_SECONDS,
     MESSAGE_LINK_SEEN_KEY,
     MESSAGE_LINK_SEEN_TTL_SECONDS,
     POST_LOCK_KEY,
@@ -250,10 +254,17 @@ class JobStore:
         self._update(job_id, **{f"reply_ts:{attempt}": ts, "reply_ts": ts})
 
     def mark_post_started(self, job_id: str, attempt: int) -> None:
-        self._update(job_id, **{f"post_started:{attempt}": _now()})
+        """Note when the first post of this attempt began; a later call keeps that time."""
+        if self.r.exists(self._key(job_id)):
+            self.r.hsetnx(self._key(job_id), f"post_started:{attempt}", _now())
+
+    def post_started_at(self, job_id: str, attempt: int) -> float | None:
+        """Unix time the first post of this attempt began, None when none began."""
+        value = self.r.hget(self._key(job_id), f"post_started:{attempt}")
+        return datetime.fromisoformat(value).timestamp() if value else None
 
     def post_started(self, job_id: str, attempt: int) -> bool:
-        return bool(self.r.hexists(self._key(job_id), f"post_started:{attempt}"))
+        return self.post_started_at(job_id, attempt) is not None
 
     def acquire_post_lock(self, job_id: str, attempt: int, owner: str) -> bool:
         key = POST_LOCK_KEY.format(job_id=f"{job_id}:{attempt}")
@@ -272,14 +283,64 @@ class JobStore:
 
     # --- repeat links -----------------------------------------------------------------------
     def remember_answer(self, channel_id: str, canonical_url: str, job_id: str, days: int) -> None:
-        if days <= 0:
-            return
-        key = CHANNEL_URL_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
-        self.r.set(key, job_id, ex=days * 24 * 3600)
+        """The answer memory replaces this job's claim on the link (see :meth:`claim_link`)."""
+        if days > 0:
+            key = CHANNEL_URL_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
+            self.r.set(key, job_id, ex=days * 24 * 3600)
+        self.release_link(channel_id, canonical_url, job_id)
 
     def earlier_answer(self, channel_id: str, canonical_url: str) -> str | None:
         key = CHANNEL_URL_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
         return self.r.get(key) or None
+
+    @staticmethod
+    def _link_claim_key(channel_id: str, canonical_url: str) -> str:
+        return LINK_CLAIM_KEY.format(channel_id=channel_id, url_hash=url_hash(canonical_url))
+
+    def claim_link(self, channel_id: str, canonical_url: str, job_id: str) -> str:
+        """Claim the link in the channel for ``job_id`` (SET NX with a short TTL, and the holder
+        read in the same step); returns the holder: ``job_id`` when claimed now or before."""
+        return str(
+            self.r.eval(
+                "if redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return ARGV[1] "
+                "end return redis.call('get', KEYS[1])",
+                1,
+                self._link_claim_key(channel_id, canonical_url),
+                job_id,
+                LINK_CLAIM_TTL_SECONDS,
+            )
+        )
+
+    def take_over_link(self, channel_id: str, canonical_url: str, stale: str, job_id: str) -> bool:
+        """Replace the claim of ``stale`` (a holder that ended unanswered) by ``job_id``, in one
+        step; False when someone else changed the claim first."""
+        return bool(
+            self.r.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
+                1,
+                self._link_claim_key(channel_id, canonical_url),
+                stale,
+                job_id,
+                LINK_CLAIM_TTL_SECONDS,
+            )
+        )
+
+    def release_link(self, channel_id: str, canonical_url: str, job_id: str) -> None:
+        """Drop ``job_id``'s claim on the link (another job's claim is left alone)."""
+        self.r.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+            "return 0",
+            1,
+            self._link_claim_key(channel_id, canonical_url),
+            job_id,
+        )
+
+    # --- alerts -----------------------------------------------------------------------------
+    def claim_alert(self, name: str) -> bool:
+        """True the first time the alert ``name`` is claimed today (UTC): send it once."""
+        key = ALERT_SENT_KEY.format(name=name, day=datetime.now(UTC).date().isoformat())
+        return bool(self.r.set(key, "1", nx=True, ex=ALERT_SENT_TTL_SECONDS))
 
     # --- ingest dedupe ----------------------------------------------------------------------
     def claim_event(self, event_id: str) -> bool:

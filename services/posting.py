@@ -3,9 +3,11 @@
 Delivery is at least once (acks_late, redelivery after a lost worker, a chain duplicated by a
 redelivered stage), so the post is guarded three ways: the reply ts recorded for the attempt (a
 later copy returns it); a short Redis lock around the Slack call (a concurrent copy waits and
-retries, then finds the recorded ts); and, for a copy that died after Slack accepted the post
-but before the ts was recorded, a look in the thread for a reply carrying this job attempt's
-message metadata before posting again.
+retries, then finds the recorded ts); and, once a post was started and no ts recorded, the post
+is "maybe posted": the copy died after Slack accepted it, or its answer was lost (connection
+dropped, timeout: the sink never re-sends a post itself). The next try first looks for a reply
+carrying this job attempt's message metadata, in the thread or, for a channel-level reply
+(slash command), in the channel's messages since the post started, before posting again.
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ def post_once(
         if done:
             return done
         metadata = {"job_id": job.job_id, "attempt": attempt}
-        if store.post_started(job.job_id, attempt) and message.thread_ts:
-            # A copy died between the Slack call and recording its ts: look in the thread.
-            found = sink.find_reply(message.channel, message.thread_ts, metadata)
+        started = store.post_started_at(job.job_id, attempt)
+        if started is not None:
+            # Maybe posted (a copy died, or the answer was lost): look before posting again.
+            found = sink.find_reply(message.channel, message.thread_ts, metadata, since=started)
             if found:
                 store.record_reply(job.job_id, attempt, found)
                 return found
+        # The first start is kept: a channel lookup must reach back to the earliest post.
         store.mark_post_started(job.job_id, attempt)
         ts = sink.post(message, metadata=metadata)
         store.record_reply(job.job_id, attempt, ts)

@@ -5,10 +5,17 @@ with ``base_url=settings.slack_api_url`` (tests point it at a local stub) and ma
 failures onto the error tree: 429 -> ``SlackRateLimited(retry_after)``, 5xx and network errors
 -> ``SlackServerError`` (both retryable), invalid_auth & co -> ``SlackAuthError``,
 channel_not_found & co -> ``SlackChannelError`` (both terminal, with a clear message).
+
+Posts are never re-sent by the transport: slack_sdk's default retry handler re-sends a request
+whose connection failed, and a ``chat.postMessage`` whose answer was lost may well have been
+posted. So posts go through a client without retry handlers, and a failure comes back to
+``services.posting.post_once``, which looks for the reply before posting again. Reads and
+reactions (idempotent) keep slack_sdk's connection retry.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
@@ -20,6 +27,7 @@ from typing import Any, Protocol, TextIO
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from pipeline.constants import POST_LOOKUP_MARGIN_SECONDS
 from pipeline.errors import (
     SlackAuthError,
     SlackChannelError,
@@ -41,6 +49,9 @@ REACTION_NOOPS = frozenset({"already_reacted", "no_reaction"})
 
 EYES, POSTED, WARNING = "eyes", "white_check_mark", "warning"
 REPLY_EVENT_TYPE = "technoshare_reply"  # message metadata of our replies: {job_id, attempt}
+LOOKUP_LIMIT = 200  # messages read when looking for a reply (a thread, or the channel since)
+# What a call whose answer was lost raises: the request may have reached Slack.
+NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
 class SlackSink(Protocol):
@@ -54,8 +65,11 @@ class SlackSink(Protocol):
 
     def permalink(self, channel: str, ts: str) -> str | None: ...
 
-    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
-        """The ts of a reply in the thread posted with this metadata, if the sink can tell."""
+    def find_reply(
+        self, channel: str, thread_ts: str | None, metadata: dict[str, Any], *, since: float
+    ) -> str | None:
+        """The ts of our reply posted with this metadata, if the sink can tell: in the thread
+        ``thread_ts``, or at channel level (``thread_ts`` None) since ``since`` (Unix time)."""
         ...
 
 
@@ -102,19 +116,29 @@ class WebApiSink:
 
     def __init__(self, settings: Settings, client: WebClient | None = None) -> None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-        self.client = client or WebClient(
-            token=token, base_url=settings.slack_api_url, timeout=int(settings.slack_timeout)
-        )
+        options: dict[str, Any] = {
+            "token": token,
+            "base_url": settings.slack_api_url,
+            "timeout": int(settings.slack_timeout),
+        }
+        # Reads and reactions: slack_sdk's default retry of a failed connection is harmless.
+        self.client = client or WebClient(**options)
+        # Posts: no transport retry at all (see the module docstring); a 429 is retried by the
+        # task with Slack's Retry-After, through post_once.
+        self.post_client = client or WebClient(**options, retry_handlers=[])
 
-    def _call(self, method: str, *, as_json: bool = False, **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, *, as_json: bool = False, client: WebClient | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        client = client or self.client
         try:
             if as_json:  # chat.postMessage: blocks and metadata are nested objects
-                response = self.client.api_call(method, json=kwargs)
+                response = client.api_call(method, json=kwargs)
             else:  # form-encoded, as slack_sdk's own reactions_add / chat_getPermalink send
-                response = self.client.api_call(method, params=kwargs)
+                response = client.api_call(method, params=kwargs)
         except SlackApiError as exc:
             raise map_slack_error(method, exc) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        except NETWORK_ERRORS as exc:
             raise SlackServerError(f"{method}: {type(exc).__name__}: {exc}") from None
         return dict(response.data) if isinstance(response.data, dict) else {}
 
@@ -131,7 +155,7 @@ class WebApiSink:
             kwargs["blocks"] = message.blocks
         if metadata:
             kwargs["metadata"] = {"event_type": REPLY_EVENT_TYPE, "event_payload": metadata}
-        data = self._call("chat.postMessage", as_json=True, **kwargs)
+        data = self._call("chat.postMessage", as_json=True, client=self.post_client, **kwargs)
         return str(data.get("ts", ""))
 
     def _reaction(self, method: str, channel: str, ts: str, name: str) -> None:
@@ -154,20 +178,24 @@ class WebApiSink:
             return None
         return data.get("permalink")
 
-    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
-        """Our reply in the thread carrying ``metadata`` (needs the channels:history scope).
+    def find_reply(
+        self, channel: str, thread_ts: str | None, metadata: dict[str, Any], *, since: float
+    ) -> str | None:
+        """Our reply carrying ``metadata`` (needs the channels:history scope): in the thread
+        (conversations.replies), or for a channel-level reply among the channel's messages
+        since ``since`` less a margin for clock skew (conversations.history).
 
         Retryable errors propagate (the caller retries later rather than risk a second post);
         a terminal one (e.g. missing_scope) answers None: the caller then posts.
         """
+        where: dict[str, Any] = {"channel": channel, "include_all_metadata": "true"}
+        if thread_ts:
+            method, where["ts"] = "conversations.replies", thread_ts
+        else:
+            method = "conversations.history"
+            where["oldest"] = f"{max(0.0, since - POST_LOOKUP_MARGIN_SECONDS):.6f}"
         try:
-            data = self._call(
-                "conversations.replies",
-                channel=channel,
-                ts=thread_ts,
-                include_all_metadata="true",
-                limit=200,
-            )
+            data = self._call(method, limit=LOOKUP_LIMIT, **where)
         except TerminalError:
             return None
         for message in data.get("messages") or []:
@@ -205,7 +233,9 @@ class ConsoleSink:
     def permalink(self, channel: str, ts: str) -> str | None:
         return None
 
-    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+    def find_reply(
+        self, channel: str, thread_ts: str | None, metadata: dict[str, Any], *, since: float
+    ) -> str | None:
         return None
 
 
@@ -236,7 +266,9 @@ class FileSink:
     def permalink(self, channel: str, ts: str) -> str | None:
         return None
 
-    def find_reply(self, channel: str, thread_ts: str, metadata: dict[str, Any]) -> str | None:
+    def find_reply(
+        self, channel: str, thread_ts: str | None, metadata: dict[str, Any], *, since: float
+    ) -> str | None:
         return None
 
 

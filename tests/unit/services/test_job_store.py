@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.constants import LINK_CLAIM_TTL_SECONDS
 from pipeline.errors import JobNotFoundError
 from pipeline.models import Job
 from services.job_store import JobStatus, JobStore
@@ -96,3 +97,37 @@ def test_repeat_link_memory_expires_with_the_window(store):
     assert 6 * 86400 < ttl <= 7 * 86400
     store.remember_answer("C1", "https://b/", "j2", days=0)  # window off
     assert store.earlier_answer("C1", "https://b/") is None
+
+
+def test_a_link_claim_is_first_wins_and_ends_with_the_answer_or_a_release(store):
+    assert store.claim_link("C1", "https://a/", "j1") == "j1"
+    assert store.claim_link("C1", "https://a/", "j1") == "j1"  # a redelivered start keeps it
+    assert store.claim_link("C1", "https://a/", "j2") == "j1"  # held: j2 learns who holds it
+    assert store.claim_link("C2", "https://a/", "j3") == "j3"  # another channel
+    ttl = store.r.ttl(next(iter(store.r.scan_iter("ts:linkclaim:C1:*"))))
+    assert 0 < ttl <= LINK_CLAIM_TTL_SECONDS
+    store.release_link("C1", "https://a/", "j2")  # not j2's claim
+    assert store.claim_link("C1", "https://a/", "j2") == "j1"
+    store.remember_answer("C1", "https://a/", "j1", days=7)  # answered: memory replaces claim
+    assert store.earlier_answer("C1", "https://a/") == "j1"
+    assert store.claim_link("C1", "https://a/", "j2") == "j2"
+    store.release_link("C1", "https://a/", "j2")  # failed: the link may be tried again
+    assert store.claim_link("C1", "https://a/", "j4") == "j4"
+
+
+def test_a_stale_link_claim_is_taken_over_once(store):
+    assert store.claim_link("C1", "https://a/", "j1") == "j1"
+    assert store.take_over_link("C1", "https://a/", "j1", "j2")
+    assert not store.take_over_link("C1", "https://a/", "j1", "j3")  # j2 was first
+    assert store.claim_link("C1", "https://a/", "j3") == "j2"
+
+
+def test_post_start_time_is_the_first_one(store):
+    store.create(_job())
+    assert store.post_started_at("j1", 1) is None
+    store.mark_post_started("j1", 1)
+    first = store.post_started_at("j1", 1)
+    store.mark_post_started("j1", 1)  # a retry does not move it later
+    assert first and store.post_started_at("j1", 1) == first and store.post_started("j1", 1)
+    store.mark_post_started("nope", 1)  # no half record for an unknown job
+    assert not store.r.exists("ts:job:nope")
