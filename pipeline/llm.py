@@ -157,7 +157,9 @@ class LLMClient:
                 f"anthropic/claude-..., ollama_chat/llama3.1, {offline_model.MODEL})"
             ) from exc
         base = self.settings.llm_api_base
-        check_model_requests_allowed(model, provider, base if provider in _API_BASE_PROVIDERS else None)
+        check_model_requests_allowed(
+            model, provider, base if provider in _API_BASE_PROVIDERS else None
+        )
         params: dict[str, Any] = {"model": model}
         if base and provider in _API_BASE_PROVIDERS:
             params["api_base"] = base
