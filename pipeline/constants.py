@@ -93,5 +93,10 @@ HEADER_TRACESTATE = "tracestate"
 PROPAGATED_HEADERS = (HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE)
 
 # --- queues ----------------------------------------------------------------------------------
-QUEUE_IO = "io"  # fetch_evidence, slack_post, reprocess, alerts
-QUEUE_LLM = "llm"  # stage_a, stage_b (sized on its own: LLM concurrency)
+QUEUE_IO = "io"  # fetch_evidence, feedback, alerts, the outbox replay (may be slow: remote sites)
+QUEUE_LLM = "llm"  # stage_a, stage_b, quality_gates (sized on its own: LLM concurrency)
+# slack_post, the failure note (job_failed), start_job and reprocess: short, bounded tasks that
+# post to Slack. A queue of their own so a slow site holding every io process never delays a
+# reply that is ready.
+QUEUE_POST = "post"
+QUEUES = (QUEUE_IO, QUEUE_LLM, QUEUE_POST)

@@ -76,9 +76,13 @@ class Settings(BaseSettings):
     celery_result_url: str | None = None  # defaults to redis_url
     llm_worker_concurrency: int = 4
     task_max_retries: int = 5
-    task_time_limit: int = 300  # hard limit per task (s); bounds the visibility timeout below
-    task_retry_max_countdown: int = 120  # cap on a retry countdown, Slack Retry-After included
-    celery_visibility_timeout: int | None = None  # default: time limit + max countdown + 60 s
+    # Hard limit per task (s). Default: each stage's own bound (fetch: FETCH_TOTAL_TIMEOUT per
+    # read; LLM: LLM_TIMEOUT per attempt; post: SLACK_TIMEOUT per call; see
+    # tasks.app.queue_time_limits); set, it caps them all. With the retry countdown cap it sets
+    # the visibility timeout, i.e. how soon a dead node's tasks run again (~85 s by default).
+    task_time_limit: int | None = None
+    task_retry_max_countdown: int = 15  # cap on a retry countdown, Slack Retry-After included
+    celery_visibility_timeout: int | None = None  # default: longest limit + max countdown + 15 s
     slack_timeout: float = 10.0  # per Slack Web API call
 
     # --- retrieval -----------------------------------------------------------------------
@@ -103,8 +107,10 @@ class Settings(BaseSettings):
     llm_model_stage_b: str | None = None
     llm_fallback_models: CommaList = Field(default_factory=list)
     llm_api_base: str | None = None  # OpenAI-compatible servers (vLLM, llama.cpp, LM Studio)
-    llm_timeout: float = 60.0
-    llm_max_retries: int = 2  # per model, on 429/5xx/timeout, with backoff
+    # Per model call, with its retries, inside the LLM stages' time limit (25 s x 2 attempts);
+    # later retries are the task's own, with a countdown that frees the worker meanwhile.
+    llm_timeout: float = 25.0
+    llm_max_retries: int = 1  # per model, on 429/5xx/timeout, with backoff
     llm_temperature: float = 0.2
     llm_daily_budget_usd: float | None = None
     max_tool_calls: int = 3

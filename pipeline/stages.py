@@ -1,6 +1,6 @@
 """The stage table and the five stages: one pure function each, ``stage(carry, deps) -> model``.
 
-    fetch_evidence[io] -> stage_a[llm] -> stage_b[llm] -> quality_gates[llm] -> slack_post[io]
+    fetch_evidence[io] -> stage_a[llm] -> stage_b[llm] -> quality_gates[llm] -> slack_post[post]
        Evidence            Facts          Commentary       Review              PostedReply
 
 ``STAGES`` is the single declaration of each stage: its name (also the Celery task's
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
-from pipeline.constants import QUEUE_IO, QUEUE_LLM
+from pipeline.constants import QUEUE_IO, QUEUE_LLM, QUEUE_POST
 from pipeline.deps import BUDGET_NOTE, StageDeps
 from pipeline.errors import SourceUnavailableError
 from pipeline.models import (
@@ -179,7 +179,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("stage_b", QUEUE_LLM, "CHAIN", "stage_b_result.json", "commentary", stage_b, True),
     # quality_gates is on the llm queue because its repair re-runs Stage B
     Stage("quality_gates", QUEUE_LLM, "CHAIN", "gate_report.json", "review", quality_gates, True),
-    Stage("slack_post", QUEUE_IO, "TOOL", "slack_payload.json", "reply", slack_post),
+    Stage("slack_post", QUEUE_POST, "TOOL", "slack_payload.json", "reply", slack_post),
 )
 STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGE_BY_NAME)

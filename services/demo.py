@@ -66,7 +66,7 @@ def _message_event(urls: list[str]) -> dict[str, Any]:
 def _run(args: argparse.Namespace, redis_url: str) -> int:
     from celery.contrib.testing.worker import start_worker
 
-    from pipeline.constants import QUEUE_IO, QUEUE_LLM
+    from pipeline.constants import QUEUES
     from pipeline.settings import get_settings, reset_settings_cache
     from services.ingest import IngestService, celery_enqueue
     from services.job_store import FINAL_STATUSES, JobStore
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, redis_url: str) -> int:
             app,
             pool="threads",
             concurrency=args.concurrency,
-            queues=[QUEUE_IO, QUEUE_LLM],
+            queues=list(QUEUES),  # every queue: io, llm and post
             perform_ping_check=False,
             loglevel="WARNING",
             shutdown_timeout=30,

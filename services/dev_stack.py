@@ -2,8 +2,8 @@
 
 redis (redis-server, else an embedded fakeredis with a warning) -> MLflow server (through
 scripts/start_mlflow.sh when present, else the local sqlite store) -> io worker (prefork) +
-llm worker (threads, LLM_WORKER_CONCURRENCY) + beat -> ingest -> Flower. Prints the URLs; Ctrl-C
-(or any child dying) stops everything, by process group.
+post worker (prefork) + llm worker (threads, LLM_WORKER_CONCURRENCY) + beat -> ingest -> Flower.
+Prints the URLs; Ctrl-C (or any child dying) stops everything, by process group.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.constants import QUEUE_IO, QUEUE_LLM, QUEUE_POST
 from pipeline.settings import REPO_ROOT, get_settings
 from services.processes import (
     LocalRedis,
@@ -80,9 +81,12 @@ class DevStack:
         prepare_tracking_store(self.env)
         celery = [sys.executable, "-m", "celery", "-A", "tasks"]
         concurrency = str(self.settings.llm_worker_concurrency)
-        self._spawn("worker-io", [*celery, "worker", "-Q", "io", "-P", "prefork", "-c", "2",
+        self._spawn("worker-io", [*celery, "worker", "-Q", QUEUE_IO, "-P", "prefork", "-c", "2",
                                   "-n", "io@%h", "-l", "INFO"])  # fmt: skip
-        self._spawn("worker-llm", [*celery, "worker", "-Q", "llm", "-P", "threads",
+        # posting has its own worker: a slow site holding both io processes never delays a reply
+        self._spawn("worker-post", [*celery, "worker", "-Q", QUEUE_POST, "-P", "prefork",
+                                    "-c", "2", "-n", "post@%h", "-l", "INFO"])  # fmt: skip
+        self._spawn("worker-llm", [*celery, "worker", "-Q", QUEUE_LLM, "-P", "threads",
                                    "-c", concurrency, "-n", "llm@%h", "-l", "INFO"])  # fmt: skip
         self._spawn("beat", [*celery, "beat", "-s", str(self.logs / "celerybeat-schedule")])
         port = free_port(self.args.ingest_port)

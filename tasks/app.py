@@ -13,13 +13,21 @@ id, trace context, job id) from the task currently executing into every message 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from celery import Celery, current_task
 from celery.signals import before_task_publish
 from kombu import Queue
 
-from pipeline.constants import PROPAGATED_HEADERS, QUEUE_IO, QUEUE_LLM, START_JOB_TASK
+from pipeline.constants import (
+    PROPAGATED_HEADERS,
+    QUEUE_IO,
+    QUEUE_LLM,
+    QUEUE_POST,
+    QUEUES,
+    START_JOB_TASK,
+)
 from pipeline.offline import apply_offline_defaults
 from pipeline.settings import Settings, get_settings
 from pipeline.stages import STAGES
@@ -30,29 +38,91 @@ apply_offline_defaults()  # before any task module imports litellm or mlflow
 
 TASK_MODULES = ("tasks.stages", "tasks.entry", "tasks.lifecycle")
 
-# Task name -> queue. `io`: network-bound, cheap; `llm`: model calls, concurrency sized on its own.
-# The stages' queues come from the stage table.
+# Task name -> queue. `io`: fetching, may be slow (remote sites); `llm`: model calls, concurrency
+# sized on its own; `post`: posting to Slack, short and bounded: the reply, the failure note,
+# and the starts (a repeat link's pointer is a post too). The stages' queues come from the table.
 ROUTES: dict[str, str] = {
-    START_JOB_TASK: QUEUE_IO,
-    "technoshare.reprocess": QUEUE_IO,
+    START_JOB_TASK: QUEUE_POST,
+    "technoshare.reprocess": QUEUE_POST,
     **{stage.task_name: stage.queue for stage in STAGES},
-    "technoshare.job_failed": QUEUE_IO,
+    "technoshare.job_failed": QUEUE_POST,
     "technoshare.replay_mlflow_outbox": QUEUE_IO,
     **scheduled.ROUTES,
 }
 OUTBOX_REPLAY_SECONDS = 60.0
+
+# --- time limits and the visibility timeout -------------------------------------------------
+FETCHES_PER_STAGE = 2  # an adapter reads at most two URLs (GitHub: the repository, its README)
+SLACK_CALLS_PER_TASK = 4  # the reply or note, the reaction (remove, add), a permalink
+TASK_MARGIN_SECONDS = 5  # parsing, Redis and MLflow bookkeeping around the bounded calls
+VISIBILITY_MARGIN_SECONDS = 15  # kombu's restore poll, clock skew between nodes, the ack itself
+MIN_RETRY_COUNTDOWN = 0.5
+# Redis restarts (a failover, a blip of a few seconds) are waited out, not turned into a failed
+# job: a publish (the next link of a chain, a retry, an error callback) is retried for ~25 s
+# (0.5 + 1.5 + 2.5 + 7 x 3 s) instead of Celery's default 3 tries in 0.6 s.
+PUBLISH_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,
+                        "interval_max": 3.0}  # fmt: skip
+REDIS_SOCKET_TIMEOUT = 10.0  # above kombu's 1 s BRPOP: a dead connection is seen, not hung on
+REDIS_CONNECT_TIMEOUT = 5.0
+
+
+def queue_time_limits(settings: Settings) -> dict[str, int]:
+    """Hard time limit (s) of the tasks of each queue, from what bounds their work.
+
+    - io: a fetch stage makes at most ``FETCHES_PER_STAGE`` reads, each cut at
+      ``FETCH_TOTAL_TIMEOUT`` by the fetcher's own deadline;
+    - llm: a model call is cut at ``LLM_TIMEOUT`` per attempt, ``LLM_MAX_RETRIES`` + 1 attempts
+      (a stage that needs more is retried as a task, or fails visibly);
+    - post: ``SLACK_CALLS_PER_TASK`` Slack calls of ``SLACK_TIMEOUT`` each;
+    each plus ``TASK_MARGIN_SECONDS``, and capped by ``TASK_TIME_LIMIT`` when it is set.
+    """
+    bounds = {
+        QUEUE_IO: FETCHES_PER_STAGE * settings.fetch_total_timeout,
+        QUEUE_LLM: settings.llm_timeout * (settings.llm_max_retries + 1),
+        QUEUE_POST: SLACK_CALLS_PER_TASK * settings.slack_timeout,
+    }
+    limits = {queue: math.ceil(bound) + TASK_MARGIN_SECONDS for queue, bound in bounds.items()}
+    if settings.task_time_limit:
+        limits = {queue: min(limit, settings.task_time_limit) for queue, limit in limits.items()}
+    return limits
+
+
+def longest_time_limit(settings: Settings) -> int:
+    return max(queue_time_limits(settings).values())
 
 
 def visibility_timeout(settings: Settings) -> int:
     """Seconds a reserved message may stay unacknowledged before Redis hands it out again.
 
     With acks_late a message is unacked from delivery until the task ends, and a retry with a
-    countdown is held by the worker until its ETA: the timeout must exceed both together, or
-    the task runs twice.
+    countdown is held by the worker until its ETA: the timeout must exceed both together, or a
+    live worker's task runs twice. It is also how long a dead node's tasks wait before another
+    worker runs them. The trade-off: short limits bring a dead node's work back sooner
+    (longest limit 55 s + countdown 15 s + margin 15 s = 85 s by default) but cut a stage that
+    needs longer (a slow model: raise ``LLM_TIMEOUT``, and recovery slows with it); an explicit
+    ``CELERY_VISIBILITY_TIMEOUT`` wins (retry countdowns then shrink to fit under it).
     """
     if settings.celery_visibility_timeout:
         return settings.celery_visibility_timeout
-    return settings.task_time_limit + settings.task_retry_max_countdown + 60
+    countdown = math.ceil(settings.task_retry_max_countdown)
+    return longest_time_limit(settings) + countdown + VISIBILITY_MARGIN_SECONDS
+
+
+def max_retry_countdown(settings: Settings) -> float:
+    """The longest countdown a retry is scheduled with: ``TASK_RETRY_MAX_COUNTDOWN``, and never
+    so long that the held retry plus its run outlive the visibility timeout (it would be handed
+    out again and run twice). A longer Retry-After is retried sooner, within the task's retries."""
+    room = visibility_timeout(settings) - longest_time_limit(settings) - VISIBILITY_MARGIN_SECONDS
+    return max(MIN_RETRY_COUNTDOWN, min(float(settings.task_retry_max_countdown), float(room)))
+
+
+def time_limit_annotations(settings: Settings) -> dict[str, dict[str, Any]]:
+    limits = queue_time_limits(settings)
+    return {
+        name: {"time_limit": limits[queue], "soft_time_limit": max(1, limits[queue] - 2)}
+        for name, queue in ROUTES.items()
+        if name != scheduled.WEEKLY_EVAL  # its own limit, far longer, and acked on receipt
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,13 +132,35 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # second so they come back seconds after the visibility timeout.
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 25,  # PING an idle connection: a restarted Redis is noticed
     }
+    limit = longest_time_limit(settings)
+    annotations: dict[str, dict[str, Any]] = time_limit_annotations(settings)
+    # The weekly eval runs far longer than the visibility timeout: acked on receipt, it is
+    # never handed out twice (a worker lost mid-eval skips one week's run, visibly).
+    annotations[scheduled.WEEKLY_EVAL] = {"acks_late": False}
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.celery_result_url or settings.redis_url,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
+        # Nothing reads a task's result (the job store is the record): none is written, and a
+        # publisher does not subscribe to a result channel per message.
+        "task_ignore_result": True,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_always_retry": True,  # error callbacks go through the backend
+        "result_backend_max_retries": PUBLISH_RETRY_POLICY["max_retries"],
+        "result_backend_base_sleep_between_retries_ms": 500,
+        "result_backend_max_sleep_between_retries_ms": 3000,
+        "redis_socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "redis_socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "redis_retry_on_timeout": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -76,11 +168,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_time_limit": settings.task_time_limit,
-        "task_soft_time_limit": max(1, settings.task_time_limit - 15),
+        "task_time_limit": limit,  # per task: time_limit_annotations
+        "task_soft_time_limit": max(1, limit - 2),
         "result_expires": 24 * 3600,
         "task_default_queue": QUEUE_IO,
-        "task_queues": (Queue(QUEUE_IO), Queue(QUEUE_LLM)),
+        "task_queues": tuple(Queue(name) for name in QUEUES),
         "task_routes": {name: {"queue": queue} for name, queue in ROUTES.items()},
         "task_track_started": True,
         "worker_send_task_events": True,  # Flower
@@ -95,9 +187,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             **scheduled.BEAT_SCHEDULE,
         },
-        # The weekly eval runs far longer than the visibility timeout: acked on receipt, it is
-        # never handed out twice (a worker lost mid-eval skips one week's run, visibly).
-        "task_annotations": {scheduled.WEEKLY_EVAL: {"acks_late": False}},
+        "task_annotations": annotations,
     }
 
 

@@ -2,18 +2,21 @@
 
 Each task takes the ``JobCarry`` (as JSON) and runs its stage through the same
 ``services.runner.run_stage`` every driver uses. Around it, what only a worker needs: the
-headers it saw are recorded on the job, ``RetryableError`` is retried with a capped countdown
-(the server's Retry-After when it gave one), every error is recorded for the failure note,
-and after the last stage the job is finished (status, reaction, repeat-link memory, the parent
-run's outcome).
+headers it saw are recorded on the job, ``RetryableError`` and Redis connection errors are
+retried with a capped countdown (the server's Retry-After when it gave one), every error is
+recorded for the failure note, and after the last stage the job is finished (status, reaction,
+repeat-link memory, the parent run's outcome).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+import redis
 
 from observability.recorder import get_recorder
 from pipeline.errors import RetryableError, TechnoShareError
@@ -23,17 +26,33 @@ from pipeline.stages import STAGES, Stage
 from services.posting import STATUS_FOR_OUTCOME, set_reaction
 from services.runner import run_stage
 from tasks import runtime
-from tasks.app import app
+from tasks.app import MIN_RETRY_COUNTDOWN, app, max_retry_countdown
 from tasks.headers import current_headers
 
+log = logging.getLogger(__name__)
 
-def retry_countdown(exc: RetryableError, retries: int, settings: Settings) -> float:
-    """Retry-After when the server gave one, else exponential backoff with jitter; capped."""
-    if exc.retry_after is not None:
-        wanted = exc.retry_after
+
+# Redis is the broker and the job store: while it restarts (a blip, a failover) the store's
+# calls fail with these, and the same call succeeds seconds later. Retried like RetryableError,
+# with the same cap (TASK_MAX_RETRIES), never treated as the job's failure.
+REDIS_TRANSIENT: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRIED: tuple[type[Exception], ...] = (RetryableError, *REDIS_TRANSIENT)
+REDIS_RETRY_BASE_SECONDS = 2.0  # 2, 4, 8, ... s: a restart of a few seconds is waited out
+
+
+def retry_countdown(exc: Exception, retries: int, settings: Settings) -> float:
+    """Retry-After when the server gave one, else exponential backoff with jitter; capped below
+    the visibility timeout (``tasks.app.max_retry_countdown``)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        wanted = float(retry_after)
     else:
-        wanted = min(2.0**retries, 60.0) * (1 + random.random() / 2)
-    return max(0.5, min(float(settings.task_retry_max_countdown), wanted))
+        base = REDIS_RETRY_BASE_SECONDS if isinstance(exc, REDIS_TRANSIENT) else 1.0
+        wanted = min(base * 2.0**retries, 60.0) * (1 + random.random() / 2)
+    return max(MIN_RETRY_COUNTDOWN, min(max_retry_countdown(settings), wanted))
 
 
 def user_reason(exc: BaseException) -> str:
@@ -46,37 +65,50 @@ def error_line(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, TechnoShareError) else f"{type(exc).__name__}: {exc}"
 
 
+def record_error(job_id: str, exc: BaseException) -> None:
+    """The error on the job, for the failure note. Recording needs Redis too: when Redis is what
+    failed, the record is skipped (logged) so the retry or the failure itself still happens."""
+    try:
+        runtime.store().record_error(job_id, error_line(exc), user_reason(exc))
+    except REDIS_TRANSIENT as failed:
+        log.warning("job %s: error not recorded (Redis: %s): %s", job_id, failed, error_line(exc))
+
+
 @contextmanager
 def retry_transient(task: Any, job_id: str) -> Iterator[None]:
-    """Retry ``RetryableError`` with a capped countdown; record every error on the job."""
-    settings, store = runtime.settings(), runtime.store()
+    """Retry ``RetryableError`` and Redis connection errors with a capped countdown, at most
+    ``TASK_MAX_RETRIES`` times; record every error on the job."""
+    settings = runtime.settings()
     try:
         yield
-    except RetryableError as exc:
-        store.record_error(job_id, error_line(exc), user_reason(exc))
+    except redis.exceptions.AuthenticationError as exc:  # a ConnectionError, but no blip
+        record_error(job_id, exc)
+        raise
+    except RETRIED as exc:
+        record_error(job_id, exc)
         raise task.retry(
             exc=exc,
             countdown=retry_countdown(exc, task.request.retries, settings),
             max_retries=settings.task_max_retries,
         ) from None
     except Exception as exc:
-        store.record_error(job_id, error_line(exc), user_reason(exc))
+        record_error(job_id, exc)
         raise
 
 
 def run_stage_task(task: Any, stage: Stage, carry_json: dict[str, Any]) -> dict[str, Any]:
     carry = JobCarry.model_validate(carry_json)
     job_id, store = carry.job.job_id, runtime.store()
-    seen = current_headers(task)
-    store.record_seen(
-        job_id, stage.name, seen, attempt=carry.attempt, task_id=task.request.id,
-        retries=task.request.retries,
-    )  # fmt: skip
-    headers = {**store.require(job_id).headers, **seen}  # what the message carried wins
-    with retry_transient(task, job_id):
+    with retry_transient(task, job_id):  # the store's own calls too: Redis may be restarting
+        seen = current_headers(task)
+        store.record_seen(
+            job_id, stage.name, seen, attempt=carry.attempt, task_id=task.request.id,
+            retries=task.request.retries,
+        )  # fmt: skip
+        headers = {**store.require(job_id).headers, **seen}  # what the message carried wins
         carry = run_stage(stage, carry, runtime.deps(), headers)
-    if stage is STAGES[-1]:
-        finish(carry, headers)
+        if stage is STAGES[-1]:
+            finish(carry, headers)  # after the reply: a retry finds it posted, posts nothing
     return carry.model_dump(mode="json")
 
 

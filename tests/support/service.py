@@ -48,13 +48,27 @@ class Process(ManagedProcess):
 
 
 class RedisServer(LocalRedis):
-    """A real redis-server (the tests want the real thing, not the fakeredis fallback)."""
+    """A real redis-server (the tests want the real thing, not the fakeredis fallback).
+    ``durable``: AOF on, so a restart (``restart``) keeps the queues and the job store."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, durable: bool = False) -> None:
         assert shutil.which("redis-server"), (
             "redis-server is required (apt-get install redis-server)"
         )
-        super().__init__(log_dir)
+        self.log_dir, self.restarts = log_dir, 0
+        super().__init__(log_dir, durable=durable)
+
+    def restart(self, down_seconds: float) -> None:
+        """Shut redis-server down (SIGTERM: it writes its AOF and exits), stay down
+        ``down_seconds``, start it again on the same port with the same data directory."""
+        assert self._process is not None
+        argv = [str(a) for a in self._process.proc.args]  # same port, dir and AOF setting
+        self._process.stop()
+        time.sleep(down_seconds)
+        self.restarts += 1
+        log = self.log_dir / f"redis-{self.restarts}.log"
+        self._process = ManagedProcess("redis", argv, os.environ, log)
+        wait_until(self._ping, 10, "redis after its restart")
 
 
 def service_env(
@@ -196,10 +210,21 @@ def fake_slack_fixture() -> Iterator[FakeSlack]:
 
 
 # --- a worker stack for task tests --------------------------------------------------------
-class Stack:
-    """redis-server + fake Slack + an io worker (prefork) + an llm worker (threads)."""
+# role -> (queue, pool, concurrency): as compose.yaml and dev-stack run them (smaller)
+WORKER_ROLES: dict[str, tuple[str, str, int]] = {
+    "io": ("io", "prefork", 2),
+    "llm": ("llm", "threads", 2),
+    "post": ("post", "prefork", 1),
+}
+ROLES = ("io", "llm", "post")
 
-    def __init__(self, tmp: Path, fake: FakeSlack, **env_extra: str) -> None:
+
+class Stack:
+    """redis-server + fake Slack + workers: io (prefork, fetching), llm (threads) and post
+    (prefork: posting, the failure note, the starts), each consuming its own queue only."""
+
+    def __init__(self, tmp: Path, fake: FakeSlack, *, durable_redis: bool = False,
+                 **env_extra: str) -> None:  # fmt: skip
         from pipeline.settings import Settings
         from services.job_store import JobStore
         from tasks.app import create_app
@@ -207,19 +232,44 @@ class Stack:
         self.tmp, self.fake = tmp, fake
         if env_extra.get("TS_TEST_STANDINS") == "1":  # the MLflow backend is stood in for too
             env_extra.setdefault("MLFLOW_ENABLE_TRACKING", "false")
-        self.redis = RedisServer(tmp)
+        self.redis = RedisServer(tmp, durable=durable_redis)
         (tmp / "state").mkdir(exist_ok=True)
         self.env = service_env(self.redis.url, fake.api_url, tmp / "state", **env_extra)
         self.workers: list[Worker] = []
         self.store = JobStore.from_url(self.redis.url)
         self.celery = create_app(Settings(redis_url=self.redis.url))
 
-    def start_workers(self, llm_pool: str = "threads", llm_concurrency: int = 2) -> Stack:
+    def start_workers(
+        self, llm_pool: str = "threads", llm_concurrency: int = 2, roles: tuple[str, ...] = ROLES
+    ) -> Stack:
+        """The workers of ``roles`` (in ``ROLES`` order: ``workers[1]`` is the llm worker)."""
         prepare_tracking_store(self.env)
-        io = Worker("io", "io", "prefork", 2, self.env, self.tmp)
-        llm = Worker("llm", "llm", llm_pool, llm_concurrency, self.env, self.tmp)
-        self.workers += [io.wait_ready(), llm.wait_ready()]
+        started = [self.start_worker(role, llm_pool, llm_concurrency, wait=False) for role in roles]
+        for worker in started:
+            worker.wait_ready()
         return self
+
+    def start_worker(
+        self, role: str, llm_pool: str = "threads", llm_concurrency: int = 2, *, wait: bool = True
+    ) -> Worker:
+        queue, pool, concurrency = WORKER_ROLES[role]
+        if role == "llm":
+            pool, concurrency = llm_pool, llm_concurrency
+        worker = Worker(role, queue, pool, concurrency, self.env, self.tmp)
+        self.workers.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Every queue empty and nothing delivered but unacknowledged (kombu's ``unacked``
+        hash): each task sent has run to its end."""
+        from pipeline.constants import QUEUES
+
+        r = self.store.r
+
+        def idle() -> bool:
+            return not any(r.llen(q) for q in QUEUES) and not r.hlen("unacked")
+
+        wait_until(idle, timeout, "the workers to go idle", 0.1)
 
     def submit(self, url: str, *, ts: str, channel: str = CHANNEL, thread_ts: str | None = None):
         from pipeline.models import Job

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.constants import QUEUE_IO, QUEUE_LLM
+from pipeline.constants import QUEUE_IO, QUEUE_LLM, QUEUE_POST, QUEUES, START_JOB_TASK
 from pipeline.settings import Settings
 from pipeline.stages import STAGE_NAMES, STAGES
 from services.processes import free_port
-from tasks.app import ROUTES, celery_config, visibility_timeout
+from tasks.app import (
+    ROUTES,
+    celery_config,
+    longest_time_limit,
+    max_retry_countdown,
+    queue_time_limits,
+    visibility_timeout,
+)
 
 
 def test_reliable_delivery_settings():
@@ -19,11 +26,6 @@ def test_reliable_delivery_settings():
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
     transport = conf["broker_transport_options"]
-    # a retry countdown held by a worker plus the task's own run must fit in the timeout
-    assert (
-        transport["visibility_timeout"]
-        > settings.task_time_limit + settings.task_retry_max_countdown
-    )
     assert transport["unacked_restore_interval"] <= 5 and transport["unacked_restore_throttle"] <= 5
     assert visibility_timeout(Settings(celery_visibility_timeout=9)) == 9
 
@@ -45,7 +47,10 @@ def test_stage_routes_are_derived_from_the_stage_table_and_beat_replays_the_outb
     # and the table puts the network-bound stages on io, the model calls on llm
     io = {s.name for s in STAGES if s.queue == QUEUE_IO}
     llm = {s.name for s in STAGES if s.queue == QUEUE_LLM}
-    assert (io, llm) == ({"fetch_evidence", "slack_post"}, {"stage_a", "stage_b", "quality_gates"})
+    post = {s.name for s in STAGES if s.queue == QUEUE_POST}
+    assert (io, llm, post) == (
+        {"fetch_evidence"}, {"stage_a", "stage_b", "quality_gates"}, {"slack_post"},
+    )  # fmt: skip
     assert {s.name for s in STAGES if s.uses_llm} == llm
 
     replay = "technoshare.replay_mlflow_outbox"
@@ -104,3 +109,88 @@ def test_the_io_workers_fetch_stage_reads_a_link_without_the_llm_or_mlflow_stack
     assert out.stdout.split("\n")[0].split(" ", 5) == [
         "ArxivAdapter", "partial", "True", "IdempotentPoster", "RedisBudget", "[]",
     ]  # fmt: skip
+
+
+def test_posting_has_a_queue_of_its_own_that_fetching_never_uses():
+    """A slow site can hold every io process; the reply, the failure note and the starts (a
+    repeat link's pointer is a post) are on `post`, which no fetch ever occupies."""
+    conf = celery_config(Settings())
+    assert {q.name for q in conf["task_queues"]} == set(QUEUES) == {"io", "llm", "post"}
+    for name in ("technoshare.slack_post", "technoshare.job_failed", START_JOB_TASK,
+                 "technoshare.reprocess"):  # fmt: skip
+        assert conf["task_routes"][name] == {"queue": QUEUE_POST}, name
+    on_post = {name for name, queue in ROUTES.items() if queue == QUEUE_POST}
+    assert "technoshare.fetch_evidence" not in on_post
+
+
+SETTINGS_CASES = [
+    Settings(),
+    Settings(llm_timeout=120, llm_max_retries=2),  # a slow model: limits and timeout follow
+    Settings(fetch_total_timeout=90),
+    Settings(slack_timeout=30, task_retry_max_countdown=300),
+    Settings(task_time_limit=20, task_retry_max_countdown=5),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS_CASES, ids=lambda s: f"vt{visibility_timeout(s)}")
+def test_visibility_timeout_exceeds_the_longest_task_plus_the_longest_countdown(settings):
+    """The invariant: a task (run to its hard limit, after the longest countdown a worker holds
+    it for) is acked before Redis hands it out again, so a live worker's task never runs twice."""
+    conf = celery_config(settings)
+    annotated = [a["time_limit"] for a in conf["task_annotations"].values() if "time_limit" in a]
+    longest = max([conf["task_time_limit"], *annotated])
+    assert longest == longest_time_limit(settings)
+    assert conf["broker_transport_options"]["visibility_timeout"] == visibility_timeout(settings)
+    assert visibility_timeout(settings) > longest + max_retry_countdown(settings)
+    for annotation in conf["task_annotations"].values():
+        if "time_limit" in annotation:
+            assert annotation["soft_time_limit"] < annotation["time_limit"]
+
+
+@pytest.mark.parametrize("settings", SETTINGS_CASES, ids=lambda s: f"vt{visibility_timeout(s)}")
+def test_each_stage_may_run_as_long_as_its_own_calls_are_bounded(settings):
+    """fetch: two reads to FETCH_TOTAL_TIMEOUT; LLM: every attempt to LLM_TIMEOUT; post: a Slack
+    call to SLACK_TIMEOUT; unless TASK_TIME_LIMIT caps them."""
+    limits, cap = queue_time_limits(settings), settings.task_time_limit or 10**9
+    assert limits[QUEUE_IO] >= min(cap, 2 * settings.fetch_total_timeout)
+    assert limits[QUEUE_LLM] >= min(cap, settings.llm_timeout * (settings.llm_max_retries + 1))
+    assert limits[QUEUE_POST] >= min(cap, 2 * settings.slack_timeout)
+    assert max(limits.values()) <= cap
+    conf = celery_config(settings)
+    for name, queue in ROUTES.items():
+        if "time_limit" in conf["task_annotations"].get(name, {}):
+            assert conf["task_annotations"][name]["time_limit"] == limits[queue], name
+
+
+def test_a_dead_nodes_tasks_come_back_in_about_a_minute_by_default():
+    assert 60 <= visibility_timeout(Settings()) <= 90
+
+
+def test_no_retry_countdown_outlives_the_visibility_timeout():
+    """Retry-After of 10 minutes, or a visibility timeout set shorter than the defaults want:
+    the countdown is cut to fit (a held retry past the timeout would be handed out twice)."""
+    from pipeline.errors import SlackRateLimited
+    from tasks.stages import retry_countdown
+
+    for settings in [*SETTINGS_CASES, Settings(celery_visibility_timeout=30)]:
+        for exc in (SlackRateLimited("429", retry_after=600), SlackRateLimited("x")):
+            for retries in (0, 3, 10):
+                countdown = retry_countdown(exc, retries, settings)
+                assert 0 < countdown <= max_retry_countdown(settings)
+                if not settings.celery_visibility_timeout:
+                    assert countdown + longest_time_limit(settings) < visibility_timeout(settings)
+    assert max_retry_countdown(Settings(celery_visibility_timeout=30)) < 30
+
+
+def test_redis_blips_are_waited_out_by_publishes_and_nothing_waits_on_results():
+    conf = celery_config(Settings())
+    policy = conf["task_publish_retry_policy"]
+    assert conf["task_publish_retry"] and conf["broker_connection_retry"]
+    waits = [
+        min(policy["interval_start"] + i * policy["interval_step"], policy["interval_max"])
+        for i in range(policy["max_retries"])
+    ]
+    assert sum(waits) >= 15  # an 8 s Redis restart is covered, with room
+    transport = conf["broker_transport_options"]
+    assert 1 < transport["socket_timeout"] < 60 and transport["socket_connect_timeout"] < 60
+    assert conf["result_backend_always_retry"] and conf["task_ignore_result"]
