@@ -88,6 +88,17 @@ class Snippet(_Model):
     section: str | None = None
 
 
+class SimilarCandidate(_Model):
+    """A project the source itself names next to the thing it describes: an alternative, a
+    comparison, an inspiration, a baseline. ``name`` appears verbatim in snippet ``snippet_id``;
+    ``url`` is a link written right next to the name in that snippet, when there is one."""
+
+    name: str
+    snippet_id: str
+    relation: str = "related"  # alternative | compared against | inspired by | based on | related
+    url: str | None = None
+
+
 class Evidence(_Model):
     url: str
     canonical_url: str
@@ -101,6 +112,9 @@ class Evidence(_Model):
     truncated: bool = False
     char_count: int = 0
     fetched_at: datetime = Field(default_factory=utcnow)
+    # Similar tech named by the source (``pipeline.similar``). None: the adapter did not look
+    # (Stage B then finds them in the snippets); []: it looked and the source names none.
+    similar_candidates: list[SimilarCandidate] | None = None
 
     @property
     def title(self) -> str | None:

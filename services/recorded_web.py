@@ -15,6 +15,8 @@ pinned to that address) and refuses every other host. Served URLs:
   or empty, never guessed; snapshot facts are under ``x_recorded``);
 - ``https://api.github.com/repos/<o>/<r>/readme`` - raw README with
   ``Accept: application/vnd.github.raw+json`` (else GitHub's JSON with base64 content);
+- ``.../languages`` and ``.../releases/latest`` - ``languages.json`` / ``release.json`` of the
+  repository's folder when recorded, else 404 (the snapshots hold neither: nothing is guessed);
 - each page's own URL from the manifest; a page without one (or whose URL an earlier page
   already uses) is at ``https://recorded.example/pages/<id>`` (``page_url(id)`` says which).
 
@@ -246,13 +248,29 @@ def _atom_entry(paper: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+# Optional GitHub endpoints answered from a recording in the repository's folder, if any.
+GITHUB_RECORDINGS = {("languages",): "languages.json", ("releases", "latest"): "release.json"}
+
+
+def _github_recording(site: RecordedSite, owner: str, repo: str, name: str) -> Response:
+    folder = site._repo_dir(owner, repo)
+    if folder is None or not (folder / name).exists():
+        return _not_found(f"repos/{owner}/{repo}: no {name} recorded")
+    return Response(200, {"Content-Type": "application/json; charset=utf-8"},
+                    (folder / name).read_bytes())  # fmt: skip
+
+
 def _github_route(site: RecordedSite, path: str, accept: str) -> Response | None:
-    """``/repos/o/r`` and ``/repos/o/r/readme`` (path relative to the API base)."""
+    """``/repos/o/r``, ``/repos/o/r/readme``, ``/languages`` and ``/releases/latest`` (path
+    relative to the API base)."""
     parts = [p for p in path.split("/") if p]
     if len(parts) == 3 and parts[0] == "repos":
         return site.github_repo(parts[1], parts[2])
     if len(parts) == 4 and parts[0] == "repos" and parts[3] == "readme":
         return site.github_readme(parts[1], parts[2], accept)
+    recording = GITHUB_RECORDINGS.get(tuple(parts[3:])) if parts[:1] == ["repos"] else None
+    if recording and len(parts) >= 4:
+        return _github_recording(site, parts[1], parts[2], recording)
     return None
 
 

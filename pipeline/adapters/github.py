@@ -1,9 +1,16 @@
 """GitHub repository links (``/o/r``, ``/o/r/tree/...``, ``/o/r/blob/...``) via the REST API.
 
-``GET {GITHUB_API_URL}/repos/{o}/{r}`` for the facts, ``GET .../readme`` (raw) for the text. The
-description comes first (as a sentence, GitHub's "About"), the README next, and the other facts
-(language, licence, topics, default branch, last push) last as plain sentences
-(``pipeline.adapters.metadata``).
+One call each: ``GET {GITHUB_API_URL}/repos/{o}/{r}`` for the facts, ``.../readme`` (raw) for the
+text, ``.../languages`` for the language mix and ``.../releases/latest`` for the latest release.
+The description comes first (as a sentence, GitHub's "About"), the README next, and the other
+facts (licence, languages, stars and forks, dates, latest release, topics, default branch,
+archived) last as plain sentences (``pipeline.adapters.metadata``). The languages and release
+calls are optional: a 404 (no release yet), another client error, a server error or an answer
+that is not the JSON expected just leaves their sentences out. A rate-limit answer is raised on
+any call, because GitHub's limit is per client: the next call would be refused as well, and the
+retry after the reset reads the whole repository.
+The similar tech the README names (``pipeline.similar``) goes in ``Evidence.similar_candidates``,
+using the README's link texts and code spans to tell lower-case project names from words.
 Owner and repository are checked against GitHub's naming rules BEFORE any request (owner: 1-39
 of ``[A-Za-z0-9-]``, no leading or trailing ``-``; repository: 1-100 of ``[A-Za-z0-9._-]``, not
 ``.`` or ``..``) and quoted into the API path, so a link such as ``github.com/../user`` can never
@@ -28,20 +35,27 @@ from pipeline.adapters.base import (
     judge_coverage,
     make_evidence,
 )
-from pipeline.adapters.metadata import github_description, github_sentences, metadata_text
-from pipeline.adapters.readme import readme_passages
-from pipeline.errors import UnsupportedContentError
+from pipeline.adapters.metadata import (
+    github_description,
+    github_sentences,
+    metadata_text,
+    release_notes_excerpt,
+)
+from pipeline.adapters.readme import marked_names, readme_passages
+from pipeline.errors import TechnoShareError, UnsupportedContentError, UpstreamRateLimited
 from pipeline.extract_meta import script_language
 from pipeline.fetch import SafeFetcher
 from pipeline.fetch_policy import raise_for_status
 from pipeline.links import github_repo_from_url
 from pipeline.models import Coverage, Evidence, ReadKind, Source
 from pipeline.settings import Settings
+from pipeline.similar import find_candidates, own_names
 
 API_VERSION = "2022-11-28"
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?")
 _REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _NOT_A_REPO = "This GitHub link does not name a repository the bot can read (owner/name)."
+RELEASE_NOTES_MAX_CHARS = 2000  # of the notes' Markdown kept: only their first lines are used
 
 
 def repo_api_path(owner: str, name: str) -> str:
@@ -102,6 +116,47 @@ class GitHubAdapter:
         except (ValueError, KeyError, TypeError):
             raise UnsupportedContentError(f"unreadable README answer from {base}") from None
 
+    def _optional_json(self, url: str) -> Any:
+        """The JSON of an optional call, or None when it cannot add anything (see the module
+        docstring). A rate limit still raises ``UpstreamRateLimited``."""
+        response = self.fetcher.get(
+            url, accept="application/vnd.github+json", headers=self._headers(), check_status=False
+        )
+        try:
+            raise_for_status(response.status_code, response.headers, response.url)
+        except UpstreamRateLimited:
+            raise
+        except TechnoShareError:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _languages(self, base: str) -> dict[str, int]:
+        """Bytes of code per language, largest first (GitHub's own order)."""
+        data = self._optional_json(f"{base}/languages")
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)
+        }
+
+    def _release(self, base: str) -> dict[str, Any] | None:
+        data = self._optional_json(f"{base}/releases/latest")
+        if not isinstance(data, dict) or not (data.get("tag_name") or data.get("name")):
+            return None
+        body = data.get("body")
+        notes = body if isinstance(body, str) else ""
+        release = {
+            "tag": data.get("tag_name"),
+            "name": data.get("name"),
+            "published_at": data.get("published_at") or data.get("created_at"),
+            # only the sentences rendered (no links): the rest of the notes is not evidence
+            "notes": release_notes_excerpt(notes[:RELEASE_NOTES_MAX_CHARS]),
+        }
+        return {k: v for k, v in release.items() if v}
+
     def read(self, url: str) -> Evidence:
         repo = github_repo_from_url(url)
         if repo is None:
@@ -121,12 +176,15 @@ class GitHubAdapter:
             "language": data.get("language"),
             "topics": data.get("topics") or [],
             "license": (license_info or {}).get("spdx_id"),
+            "created_at": data.get("created_at"),
             "pushed_at": data.get("pushed_at"),
             "default_branch": data.get("default_branch"),
             "archived": data.get("archived"),
             "homepage": data.get("homepage"),
         }
         found = self._readme(base)
+        metadata["languages"] = self._languages(base)
+        metadata["latest_release"] = self._release(base)
         readme, readme_name = found if found else (None, None)
         source = Source(
             url=data.get("html_url") or f"https://github.com/{owner}/{name}",
@@ -136,7 +194,7 @@ class GitHubAdapter:
             site_name="GitHub",
             language=script_language(readme) if readme else None,
             kind="repository",
-            metadata={k: v for k, v in metadata.items() if v not in (None, [], "")},
+            metadata={k: v for k, v in metadata.items() if v not in (None, [], "", {})},
         )
         description = data.get("description")
         about = (
@@ -154,7 +212,7 @@ class GitHubAdapter:
         else:
             coverage, read = Coverage.metadata_only, ReadKind.metadata_only
             reason = "no README; repository metadata only" if not readme else "empty README"
-        return make_evidence(
+        evidence = make_evidence(
             url,
             self.name,
             source,
@@ -164,3 +222,7 @@ class GitHubAdapter:
             reason=reason,
             truncated=truncated,
         )
+        evidence.similar_candidates = find_candidates(
+            snippets, own=own_names(evidence), marked=marked_names(readme) if readme else ()
+        )
+        return evidence

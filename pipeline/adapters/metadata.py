@@ -2,7 +2,8 @@
 
 Each adapter ends its evidence with one snippet of these sentences (``METADATA_SECTION``):
 arXiv (title, authors, submission and update dates, categories, the authors' comment, journal
-reference), GitHub (language, licence, topics, default branch, last push, archived) and pages
+reference), GitHub (licence, language mix, stars and forks, creation and last push, latest
+release and the first sentences of its notes, topics, default branch, archived) and pages
 and PDFs (title, site, authors, dates, pages). Only fields the source gave are rendered, each
 value verbatim inside a fixed template, deterministically: nothing is guessed or summarised.
 
@@ -18,11 +19,16 @@ import unicodedata
 from datetime import date
 from typing import Any
 
+from pipeline.adapters.readme import markdown_passages
 from pipeline.models import Source
-from pipeline.text import ends_sentence, normalize_space
+from pipeline.text import ends_sentence, is_citable, normalize_space, split_units
 
 MAX_AUTHORS = 5  # more are "A, B, C, D, E and 12 others"
 MAX_TOPICS = 8
+MAX_OTHER_LANGUAGES = 3  # "mostly in Python (82%), with C (12%), Cython (4%) and Shell (1%)"
+MIN_LANGUAGE_SHARE = 1  # percent: smaller shares are not worth a mention
+RELEASE_NOTES_SENTENCES = 2
+RELEASE_NOTES_MAX_CHARS = 400
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")  # fmt: skip
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
@@ -121,23 +127,103 @@ def github_description(full_name: str, description: str) -> str:
     )
 
 
+def _count(n: Any, one: str) -> str | None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        return None
+    return f"{n:,} {one}{'' if n == 1 else 's'}"
+
+
+def language_mix(languages: dict[str, int]) -> list[tuple[str, int]]:
+    """(language, whole percent of the code's bytes), largest first, shares under
+    ``MIN_LANGUAGE_SHARE`` left out."""
+    total = sum(languages.values())
+    if total <= 0:
+        return []
+    shares = sorted(languages.items(), key=lambda kv: -kv[1])
+    return [(plain(k), round(100 * v / total)) for k, v in shares if 100 * v / total >= 0.5]
+
+
+def _languages_sentence(subject: str, languages: dict[str, int]) -> str | None:
+    mix = [(name, pct) for name, pct in language_mix(languages) if pct >= MIN_LANGUAGE_SHARE]
+    if not mix:
+        return None
+    (first, share), others = mix[0], mix[1 : 1 + MAX_OTHER_LANGUAGES]
+    if not others:
+        return f"{subject} is written in {first} ({share}%)."
+    rest = _listing([f"{name} ({pct}%)" for name, pct in others], MAX_OTHER_LANGUAGES)
+    return f"{subject} is written mostly in {first} ({share}%), with {rest}."
+
+
+def release_notes_excerpt(notes: str) -> str:
+    """The first citable sentences of release notes (Markdown), at most
+    ``RELEASE_NOTES_SENTENCES`` and ``RELEASE_NOTES_MAX_CHARS``; "" when they open with none
+    (a changelog of lines, links and @-handles says nothing a sentence can quote)."""
+    kept: list[str] = []
+    for passage in markdown_passages(notes):
+        if passage.preformatted or passage.kind != "prose":
+            continue
+        for unit in split_units(passage.text):
+            candidate = " ".join([*kept, unit.text])
+            if not is_citable(unit) or "“" in unit.text or len(candidate) > RELEASE_NOTES_MAX_CHARS:
+                return " ".join(kept)
+            kept.append(unit.text)
+            if len(kept) >= RELEASE_NOTES_SENTENCES:
+                return " ".join(kept)
+    return " ".join(kept)
+
+
+def _release_sentences(name: str, release: Any) -> list[str]:
+    if not isinstance(release, dict):
+        return []
+    tag, title = str(release.get("tag") or ""), plain(str(release.get("name") or ""))
+    if not tag and not title:
+        return []
+    called = (
+        f"{tag}"
+        if not title or title == tag
+        else f"{_quoted(title)} ({tag})"
+        if tag
+        else _quoted(title)
+    )
+    when = readable_date(release.get("published_at"))
+    out = [
+        _sentence(
+            f"The latest release of {name} is {called}" + (f", published on {when}" if when else "")
+        )
+    ]
+    if release.get("notes"):
+        out.append(_sentence(f"The notes of that release begin: {_quoted(release['notes'])}"))
+    return out
+
+
 def github_sentences(source: Source) -> list[str]:
     """Sentences from the repository facts (the description is rendered separately, first)."""
     meta = source.metadata
     name = meta.get("full_name") or source.title or "The repository"
     subject = f"The repository {name}"
     out = []
-    if meta.get("language"):
-        out.append(f"{subject} is mainly written in {meta['language']}.")
     licence = str(meta.get("license") or "")
     if licence and licence.upper() not in _NO_LICENCE:
         out.append(f"{subject} is released under the {licence} licence.")
+    languages = meta.get("languages")
+    if mix := _languages_sentence(subject, languages if isinstance(languages, dict) else {}):
+        out.append(mix)
+    elif meta.get("language"):
+        out.append(f"{subject} is mainly written in {meta['language']}.")
+    stars, forks = _count(meta.get("stars"), "star"), _count(meta.get("forks"), "fork")
+    if stars or forks:
+        counts = " and ".join(c for c in (stars, forks) if c)
+        out.append(f"{subject} has {counts} on GitHub.")
+    created, pushed = readable_date(meta.get("created_at")), readable_date(meta.get("pushed_at"))
+    if created:
+        out.append(f"{subject} was created on {created}.")
+    out += _release_sentences(name, meta.get("latest_release"))
     topics = [str(t) for t in meta.get("topics", [])][:MAX_TOPICS]
     if topics:
         out.append(f"The GitHub topics of {name} are {_listing(topics, MAX_TOPICS)}.")
     if meta.get("default_branch"):
         out.append(f"The default branch of {name} is {meta['default_branch']}.")
-    if pushed := readable_date(meta.get("pushed_at")):
+    if pushed:
         out.append(f"The last push to {name} was on {pushed}.")
     if meta.get("archived") is True:
         out.append(f"{subject} is archived, so it is read-only.")

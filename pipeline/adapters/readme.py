@@ -351,3 +351,30 @@ def readme_passages(text: str, file_name: str | None = None) -> list[Passage]:
     if suffix in {"rst", "rest"} or (suffix not in {"md", "markdown"} and looks_like_rst(text)):
         return rst_passages(text)
     return markdown_passages(text)
+
+
+# --- names the README marks up ---------------------------------------------------------------
+# Link texts and code spans: a README marks a project name this way ("builds on `requests`",
+# "comparable to [textract](...)"), so a lower-case word marked up can still be read as a name
+# (``pipeline.similar``). Markdown links and code; reStructuredText `text <url>`_, `text`_,
+# name_ references and ``code``.
+_MARKED = [
+    re.compile(r"(?<!!)\[([^\]\[]{1,60})\]\([^)]*\)"),
+    re.compile(r"(?<!!)\[([^\]\[]{1,60})\]\[[^\]]*\]"),
+    re.compile(r"(?<!`)`([^`\n]{1,60})`(?!`)"),
+    re.compile(r"``([^`\n]{1,60})``"),
+    re.compile(r"`([^`<\n]{1,60}?)\s*(?:<[^>]+>)?`_{1,2}"),
+    re.compile(r"(?<![\w`|/-])([A-Za-z][\w.-]{0,40}[A-Za-z0-9])_(?=[\s,.;:)]|$)", re.M),
+]
+MARKED_MAX_WORDS = 4
+
+
+def marked_names(text: str) -> set[str]:
+    """Short link texts, code spans and references of a README (Markdown or RST), as written."""
+    out = set()
+    for pattern in _MARKED:
+        for m in pattern.finditer(text):
+            name = " ".join(m.group(1).split()).strip("*_ ")
+            if name and len(name.split()) <= MARKED_MAX_WORDS and "://" not in name:
+                out.add(name)
+    return out

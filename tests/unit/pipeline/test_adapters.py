@@ -265,7 +265,8 @@ def test_github_valid_names_at_the_limits_are_read(github_api):
     owner, repo = "o-" + "k" * 37, "my.repo_" + "r" * 92  # 39 and 100 characters
     evidence = fetch_evidence(f"https://github.com/{owner}/{repo}", settings, fetcher)
     assert evidence.title == f"{owner}/{repo}"
-    assert paths == [f"/repos/{owner}/{repo}", f"/repos/{owner}/{repo}/readme"]
+    base = f"/repos/{owner}/{repo}"
+    assert paths == [base, f"{base}/readme", f"{base}/languages", f"{base}/releases/latest"]
 
 
 # --- web pages, PDFs --------------------------------------------------------------------------

@@ -78,8 +78,8 @@ def test_github_sentences_skip_missing_fields_and_unknown_licences():
         },
     )
     assert github_sentences(repo) == [
-        "The repository o/r is mainly written in Python.",
         "The repository o/r is released under the MIT licence.",
+        "The repository o/r is mainly written in Python.",
         "The GitHub topics of o/r are http and asyncio.",
         "The default branch of o/r is main.",
         "The last push to o/r was on 3 March 2025.",
