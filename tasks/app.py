@@ -62,6 +62,11 @@ MIN_RETRY_COUNTDOWN = 0.5
 # (0.5 + 1.5 + 2.5 + 7 x 3 s) instead of Celery's default 3 tries in 0.6 s.
 PUBLISH_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.5, "interval_step": 1.0,
                         "interval_max": 3.0}  # fmt: skip
+PUBLISH_RETRY_SECONDS = sum(
+    min(PUBLISH_RETRY_POLICY["interval_start"] + i * PUBLISH_RETRY_POLICY["interval_step"],
+        PUBLISH_RETRY_POLICY["interval_max"])
+    for i in range(int(PUBLISH_RETRY_POLICY["max_retries"]))
+)  # fmt: skip
 REDIS_SOCKET_TIMEOUT = 10.0  # above kombu's 1 s BRPOP: a dead connection is seen, not hung on
 REDIS_CONNECT_TIMEOUT = 5.0
 
@@ -136,6 +141,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
         "socket_keepalive": True,
         "health_check_interval": 25,  # PING an idle connection: a restarted Redis is noticed
+        # kombu's (re)connect of a publisher's channel: the same ~25 s as a publish
+        **PUBLISH_RETRY_POLICY,
     }
     limit = longest_time_limit(settings)
     annotations: dict[str, dict[str, Any]] = time_limit_annotations(settings)
@@ -147,6 +154,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery_result_url or settings.redis_url,
         "broker_transport_options": transport,
         "broker_connection_retry": True,
+        # kombu also bounds a publisher's whole (re)connect by this (default 4 s): past the
+        # publish retries, or the retry of a task that met a Redis restart gives up early
+        "broker_connection_timeout": PUBLISH_RETRY_SECONDS + 5,
         "broker_connection_retry_on_startup": True,
         "task_publish_retry": True,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,

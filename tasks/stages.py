@@ -86,11 +86,16 @@ def retry_transient(task: Any, job_id: str) -> Iterator[None]:
         raise
     except RETRIED as exc:
         record_error(job_id, exc)
-        raise task.retry(
-            exc=exc,
-            countdown=retry_countdown(exc, task.request.retries, settings),
-            max_retries=settings.task_max_retries,
-        ) from None
+        # A fresh broker connection for the retry's publish: after a Redis restart the pooled
+        # producer of a prefork child can be left on a dead channel, and Celery turns that
+        # publish error into a reject (the job lost). This one connects with the retry policy.
+        with task.app.connection_for_write() as connection:
+            raise task.retry(
+                exc=exc,
+                countdown=retry_countdown(exc, task.request.retries, settings),
+                max_retries=settings.task_max_retries,
+                connection=connection,
+            ) from None
     except Exception as exc:
         record_error(job_id, exc)
         raise

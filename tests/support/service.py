@@ -279,7 +279,7 @@ class Stack:
             thread_ts=thread_ts, url=url, canonical_url=url, message_text=f"<{url}>",
         )  # fmt: skip
         assert self.store.create(job)
-        self.celery.send_task("technoshare.start_job", args=[job.job_id])
+        self.celery.send_task("technoshare.start_job", args=[job.job_id], ignore_result=True)
         return job.job_id
 
     def wait_final(self, job_ids: list[str], timeout: float = 60) -> dict[str, Any]:

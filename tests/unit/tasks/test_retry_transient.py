@@ -25,9 +25,18 @@ class Retried(Exception):
         self.kwargs = kwargs
 
 
+class StubConnection:
+    def __enter__(self) -> StubConnection:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        return None
+
+
 class StubTask:
     def __init__(self, retries: int = 0) -> None:
         self.request = SimpleNamespace(retries=retries, id="task-1")
+        self.app = SimpleNamespace(connection_for_write=StubConnection)
 
     def retry(self, **kwargs: Any) -> Retried:
         return Retried(**kwargs)

@@ -1,0 +1,105 @@
+"""Fetching never delays posting: with every io process stuck on a site that never answers, a
+job whose reply is ready is posted at once, by the post worker (its own queue).
+
+Real processes: redis-server, an io worker (prefork, 2 processes), a post worker, an llm worker
+running the real pipeline with the offline model, the recorded web for the fast link, a local
+server that accepts connections and never answers for the slow ones, fake Slack. The order is
+forced, not timed: the fast job is fetched first and waits on the llm queue (no llm worker yet)
+until both slow fetches hold both io processes; only then does the llm worker start.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from pipeline.constants import QUEUE_LLM
+from services.job_store import FINAL_STATUSES
+from services.recorded_web import serve_recorded
+from tests.support.service import Stack, wait_until
+
+pytestmark = pytest.mark.e2e
+
+FAST = "https://arxiv.org/abs/2101.04061"  # served by the recorded web (ARXIV_API_URL)
+SLOW_FETCH_SECONDS = 240  # far beyond the wait for the fast reply: the slow ones stay stuck
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers; holds them until stopped."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="silent-server")
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.held.append(conn)  # read nothing, answer nothing
+
+    def open_connections(self) -> int:
+        return len(self.held)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_ready_reply_is_posted_while_every_io_process_is_stuck_fetching(tmp_path, fake_slack):
+    fake_slack.reset()
+    with serve_recorded() as web, silent_server() as silent:
+        overrides = web.settings_overrides()
+        overrides["FETCH_ALLOW_HOSTS"] += f",127.0.0.1:{silent.port}"
+        stack = Stack(
+            tmp_path, fake_slack, LLM_MODEL="offline/extractive", MLFLOW_ENABLE_TRACKING="false",
+            FETCH_TOTAL_TIMEOUT=str(SLOW_FETCH_SECONDS),
+            FETCH_READ_TIMEOUT=str(SLOW_FETCH_SECONDS), **overrides,
+        )  # fmt: skip
+        try:
+            stack.start_workers(roles=("io", "post"))  # no llm worker yet
+            fast = stack.submit(FAST, ts="40.1")
+            wait_until(lambda: stack.store.r.llen(QUEUE_LLM) == 1, 60, "the fast job fetched")
+
+            slow = [stack.submit(f"http://127.0.0.1:{silent.port}/slow-{i}", ts=f"40.{i + 2}")
+                    for i in range(2)]  # fmt: skip
+            wait_until(lambda: silent.open_connections() >= 2, 60, "both io processes stuck")
+
+            stack.start_worker("llm")
+            record = stack.wait_final([fast], timeout=90)[fast]
+
+            replies = [p for p in fake_slack.posts() if p.get("thread_ts") == "40.1"]
+            assert len(replies) == 1, stack.diagnostics([fast, *slow])
+            assert record.reply_ts == replies[0]["ts"]
+            # ...and the slow ones were still fetching when it was posted
+            assert silent.open_connections() == 2
+            for job_id in slow:
+                slow_record = stack.store.require(job_id)
+                assert slow_record.status not in FINAL_STATUSES, slow_record
+                assert set(slow_record.seen) == {"fetch_evidence"}, slow_record.seen
+        finally:
+            stack.stop()
