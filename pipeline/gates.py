@@ -190,11 +190,39 @@ def _gate_mentions(commentary: Commentary) -> tuple[bool, str]:
     return True, ""
 
 
-def _gate_similar_tech(commentary: Commentary, settings: Settings) -> tuple[bool, str]:
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _gate_similar_tech(
+    commentary: Commentary,
+    settings: Settings,
+    evidence: Evidence,
+    facts: Facts,
+    allowed_names: Iterable[str] = (),
+) -> tuple[bool, str]:
+    """At most ``gate_max_similar_tech`` entries, and every name written in the evidence (its
+    snippets or the pages Stage A fetched; case and spacing aside) or in ``allowed_names``:
+    similar tech the source does not name is a model's memory, not evidence. ``allowed_names``
+    is the hook for names known from elsewhere (the team's history of shared links)."""
     n, high = len(commentary.similar_tech), settings.gate_max_similar_tech
+    problems = []
     if n > high:
-        return False, f"there are {n} similar tech entries; at most {high} are allowed"
-    return True, f"{n} entries"
+        problems.append(f"there are {n} similar tech entries; at most {high} are allowed")
+    texts = [s.text for s in evidence.snippets] + [s.text for s in facts.fetched_snippets]
+    source = _folded("\n".join(texts))
+    allowed = {_folded(name) for name in allowed_names}
+    unknown = [
+        t.name
+        for t in commentary.similar_tech
+        if t.name.strip() and _folded(t.name) not in source and _folded(t.name) not in allowed
+    ]
+    if unknown:
+        problems.append(
+            "remove these similar tech entries, the source does not name them (use only the "
+            "SIMILAR_CANDIDATES, names as written): " + ", ".join(unknown)
+        )
+    return not problems, "; ".join(problems) or f"{n} entries, all named in the evidence"
 
 
 def _gate_slack_limits(
@@ -225,8 +253,11 @@ def check_gates(
     job: Job,
     settings: Settings,
     context: Any = None,
+    allowed_names: Iterable[str] = (),
 ) -> GateReport:
-    """Run every gate; ``context`` is the team context (for the known themes)."""
+    """Run every gate; ``context`` is the team context (for the known themes);
+    ``allowed_names`` are similar tech names known outside the evidence (see
+    ``_gate_similar_tech``)."""
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
         "schema": lambda: _gate_schema(commentary),
         "tldr": lambda: _gate_tldr(commentary, settings),
@@ -235,7 +266,9 @@ def check_gates(
         "citations": lambda: _gate_citations(facts, evidence),
         "urls": lambda: _gate_urls(commentary, facts, evidence, job),
         "mentions": lambda: _gate_mentions(commentary),
-        "similar_tech": lambda: _gate_similar_tech(commentary, settings),
+        "similar_tech": lambda: _gate_similar_tech(
+            commentary, settings, evidence, facts, allowed_names
+        ),
         "slack_limits": lambda: _gate_slack_limits(job, evidence, facts, commentary, settings),
     }
     results = []
@@ -259,12 +292,14 @@ def review_and_repair(
     rerun_stage_b: Callable[[list[str]], Commentary],
     settings: Settings,
     context: Any = None,
+    allowed_names: Iterable[str] = (),
 ) -> tuple[Commentary, GateReport]:
     """Gates, and on failure ONE Stage B repair with the failures fed back.
 
     Returns the final commentary and its report; ``report.passed`` False means the outcome is
     ``gate_failed``. ``report.repaired`` tells whether the repair ran."""
-    report = check_gates(commentary, facts, evidence, job, settings, context)
+    allowed_names = tuple(allowed_names)
+    report = check_gates(commentary, facts, evidence, job, settings, context, allowed_names)
     if report.passed:
         return commentary, report
     repaired = rerun_stage_b(feedback_lines(report))
@@ -273,6 +308,6 @@ def review_and_repair(
     repaired = repaired.model_copy(
         update={"usage": repaired.usage.model_copy(update={"calls": calls})}
     )
-    report = check_gates(repaired, facts, evidence, job, settings, context)
+    report = check_gates(repaired, facts, evidence, job, settings, context, allowed_names)
     report.repaired = True
     return repaired, report

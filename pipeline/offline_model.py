@@ -11,11 +11,13 @@ sentences from the data blocks in the prompt:
   of the most informative distinct sentences (the first says what the thing is) and a summary
   of the next best in source order (sizes from the marker; never padded:
   ``pipeline.offline_selection``); project bullets for the ``TEAM_CONTEXT`` themes the facts
-  really match, each quoting a matching fact (``pipeline.offline_themes``); similar tech only
-  where a fact names it after a comparison cue; tags from the matched keywords.
+  really match, each quoting a matching fact (``pipeline.offline_themes``); similar tech: the
+  ``SIMILAR_CANDIDATES`` block as it is (the names the source itself gives, ``pipeline.similar``),
+  each with a note quoting the sentence that names it; tags from the matched keywords.
 
 Everything is deterministic; it never calls tools. The stages mark its output ``extractive``.
-The only words it adds are the bullets' glue ("matches ...:", "no team theme clearly matches").
+The only words it adds are the bullets' glue ("matches ...:", "no team theme clearly matches")
+and the similar tech notes' ("Compared in the source: “...”").
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ _ZERO_COST = {
     "mode": "chat",
 }
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
-_COMPARISON = re.compile(
-    r"\b(?i:compared (?:to|with)|unlike|similar to|alternatives? (?:to|such as)|"
-    r"inspired by|versus|vs\.?|outperforms?|replaces?)\s+"
-    r"(?P<name>[A-Z][\w.+#-]*(?:[ -][A-Z0-9][\w.+#-]*){0,2})"
-)
+# The similar tech note's glue, by the candidate's relation (pipeline.similar).
+_RELATION_NOTES = {
+    "alternative": "Named as an alternative",
+    "compared against": "Compared in the source",
+    "inspired by": "Named as an inspiration",
+    "based on": "Named as a building block",
+    "related": "Named as related",
+}
 # The projects gate's failure, when a repair prompt repeats it: its range is the real floor.
 _PROJECTS_FEEDBACK = re.compile(
     r"\[projects\] there are \d+ projects bullets; there must be (\d+)-"
@@ -122,17 +127,23 @@ def facts_answer(messages_text: str) -> dict[str, Any]:
 
 
 # --- stage B -----------------------------------------------------------------------------
-def _similar_tech(found: list[Candidate], title: str) -> list[dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for c in found:
-        if not c.sentence:
-            continue
-        for m in _COMPARISON.finditer(c.text):
-            name = m["name"].rstrip(".,;:")
-            if name.lower() in title.lower() or name.lower() in out:
+def _similar_tech(messages_text: str) -> list[dict[str, Any]]:
+    """The SIMILAR_CANDIDATES block's items as they are (``[C1] name | relation | snippet |
+    url | quote``), at most ``MAX_SIMILAR``."""
+    out = []
+    for block in data_blocks(messages_text, "SIMILAR_CANDIDATES"):
+        for _, text in block_items(block.body):
+            fields = text.split(" | ", 4)
+            if len(fields) < 4 or not fields[0].strip():
                 continue
-            out[name.lower()] = {"name": name, "note": f"Named in the source: “{c.text}”"}
-    return list(out.values())[:MAX_SIMILAR]
+            name, relation, _snippet, url = (f.strip() for f in fields[:4])
+            quote = fields[4].strip() if len(fields) > 4 else ""
+            glue = _RELATION_NOTES.get(relation, "Named in the source")
+            item: dict[str, Any] = {"name": name, "note": f"{glue}: “{quote}”" if quote else glue}
+            if url != "-":
+                item["url"] = url
+            out.append(item)
+    return out[:MAX_SIMILAR]
 
 
 def _join(sentences: list[str]) -> str:
@@ -170,7 +181,7 @@ def commentary_answer(messages_text: str, params: dict[str, tuple[int, int]]) ->
         "tldr": [c.text for c in tldr],
         "summary": _join([c.text for c in summary]),
         "projects": bullets,
-        "similar_tech": _similar_tech(found, title),
+        "similar_tech": _similar_tech(messages_text),
         "tags": tags[:MAX_TAGS],
     }
 

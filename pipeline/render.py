@@ -54,7 +54,7 @@ GATE_PLAIN_WORDS = {
     "citations": "some facts did not cite the source text",
     "urls": "it contained links that are in neither the source nor the message",
     "mentions": "it tried to mention people or channels",
-    "similar_tech": "it listed too many similar technologies",
+    "similar_tech": "it listed similar technologies the source does not name, or too many",
     "slack_limits": "it was too long for one Slack message",
 }
 

@@ -1,7 +1,9 @@
 """Stage B: the commentary, written from Stage A's facts, source metadata and the team context.
 
 It never sees the raw evidence text: only ``facts.key_facts``/``unknowns``, the source metadata
-(title, authors, read kind, coverage) and ``prompts/project_context.yaml``. Facts and metadata
+(title, authors, read kind, coverage), ``prompts/project_context.yaml`` and the similar tech the
+source names (``pipeline.similar``: each candidate with the sentence that names it). Similar
+tech is chosen from those candidates only; the similar_tech gate rejects any other name. Facts and metadata
 come from an untrusted page, so they enter the prompt as nonce-delimited data blocks too.
 ``feedback`` (the gate failures) turns the call into the one repair attempt: the repair template
 is appended and the calls are recorded with ``purpose="repair"``.
@@ -33,6 +35,7 @@ from pipeline.prompting import (
     wrap_data,
 )
 from pipeline.settings import Settings
+from pipeline.similar import evidence_candidates, mention
 from pipeline.stage_a import source_fields
 
 MIN_PROJECT_BULLETS = 3  # asked of the model; the gate's floor (GATE_MIN_PROJECT_BULLETS) is lower
@@ -58,6 +61,16 @@ def _coverage_note(evidence: Evidence) -> str:
         f"Only the {evidence.read.value.replace('_', ' ')} was read{reason}: say so, and keep to "
         "what it supports."
     )
+
+
+def candidate_items(evidence: Evidence) -> list[tuple[str, str]]:
+    """``[C1] name | relation | snippet id | url or - | the sentence naming it`` lines: the
+    fields hold no `` | `` (names and ids cannot; a URL has no spaces), so the quote is last."""
+    items = []
+    for i, c in enumerate(evidence_candidates(evidence), 1):
+        fields = [c.name, c.relation, c.snippet_id, c.url or "-", mention(evidence, c)]
+        items.append((f"C{i}", " | ".join(fields)))
+    return items
 
 
 def build_messages(
@@ -100,6 +113,9 @@ def build_messages(
         facts=wrap_data("FACTS", items_body(facts_items, nonce), nonce),
         unknowns=wrap_data("UNKNOWNS", items_body(unknown_items, nonce), nonce),
         team_context=wrap_data("TEAM_CONTEXT", context.to_prompt_yaml(), nonce),
+        similar_candidates=wrap_data(
+            "SIMILAR_CANDIDATES", items_body(candidate_items(evidence), nonce), nonce
+        ),
         fact_count=len(facts.key_facts),
         nonce=nonce,
         **sizes,

@@ -90,3 +90,24 @@ def test_the_gate_counts_the_sentences_the_offline_model_can_quote(deps, url):
     evidence = result.evidence
     found = candidates([(s.id, s.text) for s in evidence.snippets], evidence.title or "")
     assert citable_sentence_count(evidence) == sum(1 for c in found if c.sentence)
+
+
+SIMILAR_TECH_MIN_SHARE = 0.5  # of the GitHub repositories and of the papers
+
+
+def test_similar_tech_comes_from_the_source_for_most_repos_and_papers(deps):
+    """Similar tech is listed for at least half of the repositories and of the papers, and
+    every name it lists is written in the evidence (0 names from elsewhere)."""
+    listed: dict[str, list[bool]] = {}
+    outside: list[tuple[str, str]] = []
+    for kind in ("github", "arxiv"):
+        for url in WEB.recorded_urls()[kind]:
+            result = run_job(make_cli_job(url), deps, NULL_RECORDER)
+            assert result.outcome == Outcome.success, (url, result.error)
+            similar = result.commentary.similar_tech
+            listed.setdefault(kind, []).append(bool(similar))
+            source = normalize_space(result.evidence.text()).casefold()
+            outside += [(url, t.name) for t in similar if t.name.casefold() not in source]
+    assert outside == []
+    shares = {kind: sum(found) / len(found) for kind, found in listed.items()}
+    assert all(share >= SIMILAR_TECH_MIN_SHARE for share in shares.values()), shares
