@@ -111,3 +111,21 @@ def test_similar_tech_comes_from_the_source_for_most_repos_and_papers(deps):
     assert outside == []
     shares = {kind: sum(found) / len(found) for kind, found in listed.items()}
     assert all(share >= SIMILAR_TECH_MIN_SHARE for share in shares.values()), shares
+
+
+def _expected_similar(notes: str) -> list[str]:
+    """Names from an eval example's ``notes`` ("Expected similar tech: A; B. Why...")."""
+    head = notes.partition("Expected similar tech: ")[2].partition(". ")[0]
+    return [name.strip().rstrip(".") for name in head.split(";") if name.strip()]
+
+
+def test_eval_examples_get_the_similar_tech_their_readme_names(deps):
+    from eval.dataset import load_dataset
+
+    examples = [e for e in load_dataset().examples if "similar-tech" in e.tags]
+    assert len(examples) >= 2
+    for example in examples:
+        result = run_job(make_cli_job(example.url), deps, NULL_RECORDER)
+        names = [t.name for t in result.commentary.similar_tech]
+        expected = _expected_similar(example.notes)
+        assert expected and set(expected) <= set(names), (example.id, names)
