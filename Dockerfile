@@ -5,9 +5,10 @@
 #   flower  [flower]
 #   mlflow  [server]  the MLflow tracking server and `technoshare eval`
 # Build one with: docker build --target worker -t technoshare:worker .
-ARG PYTHON_VERSION=3.11
+# Pinned (no floating tag): a rebuild gets the same base until this line changes.
+ARG PYTHON_VERSION=3.11.11
 
-FROM python:${PYTHON_VERSION}-slim AS source
+FROM python:${PYTHON_VERSION}-slim-bookworm AS source
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -39,6 +40,7 @@ CMD ["technoshare", "ingest", "--host", "0.0.0.0", "--port", "3000"]
 FROM source AS worker
 RUN pip install ".[worker]"
 USER app
+# compose runs three of these: -Q io (fetching), -Q post (posting), -Q llm -P threads
 CMD ["celery", "-A", "tasks", "worker", "-Q", "io", "-P", "prefork", "-l", "INFO"]
 
 FROM source AS flower
@@ -48,10 +50,19 @@ EXPOSE 5555
 CMD ["celery", "-A", "tasks", "flower", "--address=0.0.0.0", "--port=5555"]
 
 FROM source AS mlflow
-RUN pip install ".[server]"
+# mlflow[auth] (Flask-WTF) for `--app-name basic-auth`; its config: users in /data (the volume),
+# no permission for anyone but the admin (MLFLOW_AUTH_ADMIN_USERNAME/_PASSWORD, created on the
+# first start against an empty user store).
+RUN pip install ".[server]" "mlflow[auth]==3.17.2" \
+ && mkdir -p /etc/mlflow \
+ && printf '%s\n' '[mlflow]' 'default_permission = NO_PERMISSIONS' \
+      'database_uri = sqlite:////data/basic_auth.db' \
+      'authorization_function = mlflow.server.auth:authenticate_request_basic_auth' \
+      > /etc/mlflow/basic_auth.ini
 USER app
 EXPOSE 5000
-ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-CMD ["mlflow", "server", "--backend-store-uri", "sqlite:////data/mlflow.db", \
+ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+    MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini
+CMD ["mlflow", "server", "--app-name", "basic-auth", "--backend-store-uri", "sqlite:////data/mlflow.db", \
      "--artifacts-destination", "/data/artifacts", "--host", "0.0.0.0", "--port", "5000", \
      "--workers", "2", "--allowed-hosts", "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"]

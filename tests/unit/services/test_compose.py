@@ -13,7 +13,7 @@ import yaml
 from tests.support.service import REPO
 
 COMPOSE = REPO / "compose.yaml"
-WORKERS = ("worker-io", "worker-llm")
+WORKERS = ("worker-io", "worker-post", "worker-llm")
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +53,99 @@ def test_workers_scale(compose):
     assert io[io.index("-Q") + 1] == "io"
 
 
-def test_only_ingest_and_dashboards_are_published_on_loopback_by_default(compose):
+def test_posting_has_its_own_worker_that_no_fetch_can_occupy(compose):
+    """Each worker consumes one queue: a slow fetch holds io processes only."""
+    queues = {}
+    for name in WORKERS:
+        cmd = compose["services"][name]["command"]
+        assert cmd.count("-Q") == 1 and "," not in cmd[cmd.index("-Q") + 1], name
+        queues[name] = cmd[cmd.index("-Q") + 1]
+    assert queues == {"worker-io": "io", "worker-post": "post", "worker-llm": "llm"}
+
+
+def test_only_ingest_and_dashboards_are_published_and_only_on_loopback(compose):
+    """Flower's /metrics has no auth: nothing is published beyond 127.0.0.1, not by a variable."""
     published = {n for n, s in compose["services"].items() if s.get("ports")}
     assert published == {"ingest", "mlflow", "flower"}
     for name in published:
         for port in compose["services"][name]["ports"]:
-            assert port.startswith("${") and ":-127.0.0.1}" in port, (name, port)
+            assert port.startswith("127.0.0.1:"), (name, port)
 
 
 def test_secrets_are_required_not_defaulted(compose):
     text = COMPOSE.read_text()
-    for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FLOWER_BASIC_AUTH"):
+    for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FLOWER_BASIC_AUTH", "REDIS_PASSWORD",
+                "MLFLOW_ADMIN_PASSWORD"):  # fmt: skip
         assert re.search(r"\$\{" + var + r":\?[^}]+\}", text), var
-    assert not re.search(r"(TOKEN|SECRET|KEY|AUTH)\s*:\s*['\"]?[A-Za-z0-9]{8,}", text)
+    assert not re.search(r"(TOKEN|SECRET|KEY|AUTH|PASSWORD)\s*:\s*['\"]?[A-Za-z0-9]{8,}", text)
+
+
+LLM_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLM_API_BASE")
+
+
+def _env(compose, name: str) -> dict:
+    return compose["services"][name].get("environment") or {}
+
+
+def test_each_service_gets_only_the_secrets_it_needs(compose):
+    ingest = _env(compose, "ingest")
+    assert {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"} <= set(ingest)
+    assert not set(ingest) & {*LLM_KEYS, "GITHUB_TOKEN", "MLFLOW_TRACKING_PASSWORD"}
+    for name in WORKERS:
+        env = _env(compose, name)
+        assert {"SLACK_BOT_TOKEN", "OPENAI_API_KEY", "MLFLOW_TRACKING_PASSWORD"} <= set(env), name
+    for name in ("beat", "flower"):
+        env = _env(compose, name)
+        secret = {k for k in env if re.search(r"TOKEN|SECRET|KEY|PASSWORD", k)}
+        assert secret == set(), (name, secret)
+        assert env["SLACK_SINK"] == "console" and "REDIS_URL" in env
+
+
+def test_redis_requires_a_password_and_every_client_url_carries_it(compose):
+    redis = compose["services"]["redis"]
+    cmd = redis["command"]
+    assert cmd[cmd.index("--requirepass") + 1] == "${REDIS_PASSWORD:?set REDIS_PASSWORD}"
+    assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])  # the check authenticates
+    for name, svc in compose["services"].items():
+        url = (svc.get("environment") or {}).get("REDIS_URL")
+        if name not in ("redis", "mlflow"):  # the MLflow server does not use Redis
+            assert url and url.startswith("redis://:${REDIS_PASSWORD:?"), name
+
+
+def test_mlflow_runs_with_basic_auth_and_workers_log_in(compose):
+    mlflow = compose["services"]["mlflow"]
+    cmd, env = mlflow["command"], mlflow["environment"]
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "mlflow[auth]" in dockerfile and "/etc/mlflow/basic_auth.ini" in dockerfile
+    assert "default_permission = NO_PERMISSIONS" in dockerfile
+    assert "database_uri = sqlite:////data/" in dockerfile  # users on the volume
+    for name in WORKERS:
+        worker = _env(compose, name)
+        assert worker["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"], name
+        assert worker["MLFLOW_TRACKING_USERNAME"] == env["MLFLOW_AUTH_ADMIN_USERNAME"], name
+
+
+def test_every_service_has_a_memory_limit_cpu_limit_and_bounded_logs(compose):
+    for name, svc in compose["services"].items():
+        assert svc.get("mem_limit") and svc.get("cpus"), name
+        options = svc["logging"]["options"]
+        assert svc["logging"]["driver"] == "json-file" and options["max-size"], name
+        assert int(options["max-file"]) >= 1, name
+
+
+def test_every_image_is_pinned(compose):
+    for name, svc in compose["services"].items():
+        image = svc.get("image")
+        assert image, name  # a built service without one would be tagged latest
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert tag and tag != "latest" and "latest" not in image, (name, image)
+    froms = re.findall(r"^FROM (\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    assert all(":latest" not in f for f in froms)
+    version = re.search(r"^ARG PYTHON_VERSION=(\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    assert version and re.fullmatch(r"\d+\.\d+\.\d+", version.group(1))  # a patch release
 
 
 def test_redis_is_durable_and_mlflow_uses_the_field_notes_flags(compose):
@@ -75,6 +155,7 @@ def test_redis_is_durable_and_mlflow_uses_the_field_notes_flags(compose):
     cmd = mlflow["command"]
     assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert cmd[cmd.index("--workers") + 1] == "2"
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
     assert "mlflow:*" in cmd[cmd.index("--allowed-hosts") + 1]
     assert cmd[cmd.index("--backend-store-uri") + 1].startswith("sqlite:////data/")
     assert any(v.endswith(":/data") for v in mlflow["volumes"])
