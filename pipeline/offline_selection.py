@@ -84,6 +84,16 @@ _BOILERPLATE = re.compile(
     re.I,
 )
 _QUOTE_START = re.compile(r"^[\"“„«‘']")
+SPREAD_MIN_SOURCES = 24  # snippets from which a text is long enough to be spread over
+SPREAD_SEGMENTS = 8
+KEY_CUE_BONUS = 0.3
+# What a method, result or limitation sentence says: a number, a measure, a comparison, a limit.
+_KEY_CUE = re.compile(
+    r"\d|%|\b(?:we (?:propose|present|use|train|evaluate|measure|find|show|observe)|"
+    r"results?|outperform\w*|faster|slower|speed-?up|improv\w*|benchmark\w*|accura\w*|"
+    r"limitations?|limited|however|future work|cannot|fails?)\b",
+    re.I,
+)
 
 
 @dataclass
@@ -280,12 +290,40 @@ def _greedy(pool: list[Candidate], k: int, chosen: list[Candidate]) -> list[Cand
     return picked
 
 
+def _spread(sentences: list[Candidate], k: int) -> list[Candidate]:
+    """For a long text (a paper read in full, a long article), the best sentence of each of
+    ``SPREAD_SEGMENTS`` stretches of snippets, preferring ones that state a method, a number or
+    a limit (``_KEY_CUE``): the lead weight alone would take every fact from the abstract and
+    introduction and none from the method, results or limitations further on."""
+    sources = list(dict.fromkeys(c.source_id for c in sentences))
+    if len(sources) < SPREAD_MIN_SOURCES or k <= 0:
+        return []
+    per = math.ceil(len(sources) / SPREAD_SEGMENTS)
+    picks: list[Candidate] = []
+    for start in range(per, len(sources), per):  # the first stretch is the lead's anyway
+        stretch = set(sources[start : start + per])
+        pool = [c for c in sentences if c.source_id in stretch and not c.boilerplate]
+        if pool:
+            picks.append(
+                max(
+                    pool,
+                    key=lambda c: (
+                        c.score + KEY_CUE_BONUS * bool(_KEY_CUE.search(c.text)),
+                        -c.position,
+                    ),
+                )  # fmt: skip
+            )
+    return picks[:k]
+
+
 def select_facts(found: list[Candidate], k: int) -> list[Candidate]:
     """Stage A: the best ``k`` sentences, then fragments only if sentences run out; in document
-    order (so the commentary stage still sees the lead first)."""
+    order (so the commentary stage still sees the lead first). A long text first gets one
+    sentence from each stretch of it (``_spread``), at most half of ``k``."""
     sentences = [c for c in found if c.sentence]
     fragments = [c for c in found if not c.sentence]
-    chosen = top(sentences, k)
+    spread = _spread(sentences, k // 2)
+    chosen = spread + top([c for c in sentences if c not in spread], k - len(spread))
     chosen += top(fragments, k - len(chosen))
     return sorted(chosen, key=lambda c: c.position)
 

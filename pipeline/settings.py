@@ -87,6 +87,8 @@ class Settings(BaseSettings):
 
     # --- retrieval -----------------------------------------------------------------------
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_html_url: str = "https://arxiv.org/html"  # + "/<id>": LaTeXML full text, read first
+    arxiv_pdf_url: str = "https://arxiv.org/pdf"  # + "/<id>": the PDF, when there is no HTML
     github_api_url: str = "https://api.github.com"
     github_token: SecretStr | None = None
     fetch_recorded: bool = False  # serve every fetch from data/recorded (demo, offline dev, e2e)

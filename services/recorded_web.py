@@ -10,6 +10,8 @@ public address no request ever reaches: the transport answers in-process, and on
 pinned to that address) and refuses every other host. Served URLs:
 
 - ``https://export.arxiv.org/api/query?id_list=<id>[,<id>...]`` - Atom built from the arXiv JSON;
+- ``https://arxiv.org/html/<id>`` and ``https://arxiv.org/pdf/<id>`` - a paper's recorded LaTeXML
+  HTML or PDF (manifest ``html`` / ``pdf``); 404 when none is recorded, as arXiv answers;
 - ``https://api.github.com/repos/<o>/<r>`` - repository JSON synthesised from ``repo.json``
   (fields the snapshot lacks - description, stars, forks, language, topics, dates - are ``null``
   or empty, never guessed; snapshot facts are under ``x_recorded``);
@@ -21,10 +23,12 @@ pinned to that address) and refuses every other host. Served URLs:
   already uses) is at ``https://recorded.example/pages/<id>`` (``page_url(id)`` says which).
 
 ``serve_recorded(data_dir, host="127.0.0.1", port=0, routes=None)`` - a real threaded HTTP
-server on loopback serving the same content under ``/arxiv/api/query``, ``/github/repos/o/r``,
+server on loopback serving the same content under ``/arxiv/api/query``, ``/arxiv/html/<id>``,
+``/arxiv/pdf/<id>``, ``/github/repos/o/r``,
 ``/github/repos/o/r/readme`` and ``/pages/<id>``, plus any extra ``routes`` (path -> handler;
 tests/support/web.py has the hostile ones). The yielded ``RecordedServer`` gives
-``settings_overrides()`` (ARXIV_API_URL, GITHUB_API_URL, FETCH_ALLOW_HOSTS), ``settings(base)``
+``settings_overrides()`` (ARXIV_API_URL, ARXIV_HTML_URL, ARXIV_PDF_URL, GITHUB_API_URL,
+FETCH_ALLOW_HOSTS), ``settings(base)``
 and ``page_url(id)``.
 """
 
@@ -57,6 +61,8 @@ PLACEHOLDER_ADDRESS = "192.88.99.1"
 SYNTHETIC_PAGE_BASE = "https://recorded.example/pages/"
 ARXIV_API = "https://export.arxiv.org/api/query"
 GITHUB_API = "https://api.github.com"
+# arxiv.org/html/<id> and /pdf/<id>, old-style ids (cs/0011004) included
+_FULL_TEXT = re.compile(r"^/(?P<kind>html|pdf)/(?P<id>[\w.-]+(?:/[\w.-]+)?)/?$")
 
 
 @dataclass
@@ -135,6 +141,15 @@ class RecordedSite:
             + "</feed>\n"
         )
         return Response(200, {"Content-Type": "application/atom+xml; charset=utf-8"}, feed.encode())
+
+    def arxiv_full_text(self, kind: str, arxiv_id: str) -> Response:
+        """The recorded ``html`` (LaTeXML) or ``pdf`` of a paper; 404 when none is recorded."""
+        entry = self.papers.get(re.sub(r"v\d+$", "", arxiv_id.removesuffix(".pdf")))
+        if entry is None or not entry.get(kind):
+            return _not_found(f"arxiv {kind}/{arxiv_id}")
+        types = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+        body = (self.data_dir / entry[kind]).read_bytes()
+        return Response(200, {"Content-Type": types[kind]}, body)
 
     # --- GitHub ----------------------------------------------------------------------------
     def _repo_dir(self, owner: str, repo: str) -> Path | None:
@@ -297,7 +312,7 @@ class RecordedWeb:
 
     def __init__(self, data_dir: Path | str = DEFAULT_DATA_DIR) -> None:
         self.site = RecordedSite(data_dir)
-        self.hosts = {"export.arxiv.org", "api.github.com", "recorded.example"}
+        self.hosts = {"export.arxiv.org", "arxiv.org", "api.github.com", "recorded.example"}
         self.hosts.update(urlsplit(u).hostname or "" for u in self.site.page_by_url)
         self.transport: httpx.BaseTransport = _RecordedTransport(self)
 
@@ -321,6 +336,8 @@ class RecordedWeb:
         query = parse_qs(parts.query)
         if host == "export.arxiv.org" and parts.path == "/api/query":
             return self.site.arxiv_atom(",".join(query.get("id_list", [""])))
+        if host == "arxiv.org" and (m := _FULL_TEXT.match(parts.path)):
+            return self.site.arxiv_full_text(m["kind"], m["id"])
         if host == "api.github.com":
             answer = _github_route(self.site, parts.path, headers.get("accept", ""))
             return answer or _not_found(parts.path)
@@ -356,6 +373,8 @@ class RecordedServer:
         """Environment-style overrides pointing retrieval at this server (and only this port)."""
         return {
             "ARXIV_API_URL": f"{self.base_url}/arxiv/api/query",
+            "ARXIV_HTML_URL": f"{self.base_url}/arxiv/html",
+            "ARXIV_PDF_URL": f"{self.base_url}/arxiv/pdf",
             "GITHUB_API_URL": f"{self.base_url}/github",
             "FETCH_ALLOW_HOSTS": f"{self.host}:{self.port}",
         }
@@ -366,6 +385,8 @@ class RecordedServer:
         return base.model_copy(
             update={
                 "arxiv_api_url": f"{self.base_url}/arxiv/api/query",
+                "arxiv_html_url": f"{self.base_url}/arxiv/html",
+                "arxiv_pdf_url": f"{self.base_url}/arxiv/pdf",
                 "github_api_url": f"{self.base_url}/github",
                 "fetch_allow_hosts": [*base.fetch_allow_hosts, f"{self.host}:{self.port}"],
             }
@@ -377,6 +398,8 @@ def _route(site: RecordedSite, routes: Mapping[str, Route], request: Request) ->
         return routes[request.path](request)
     if request.path == "/arxiv/api/query":
         return site.arxiv_atom(",".join(request.query.get("id_list", [""])))
+    if m := _FULL_TEXT.match(request.path.removeprefix("/arxiv")):
+        return site.arxiv_full_text(m["kind"], m["id"])
     if request.path.startswith("/github/"):
         answer = _github_route(
             site, request.path.removeprefix("/github"), request.headers.get("accept", "")

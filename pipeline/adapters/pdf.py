@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from typing import Any
 
 from pypdf import PdfReader
 
@@ -45,6 +46,35 @@ def _pdf_date(value: object) -> str | None:
     return "-".join(part for part in m.groups() if part)
 
 
+def read_pdf_pages(
+    response: FetchResponse, max_pages: int, max_chars: int | None = None
+) -> tuple[list[str], Any, int]:
+    """The text of each page read (at most ``max_pages``; none after ``max_chars`` characters
+    when given), the PDF's metadata and its page count. Raises UnsupportedContentError when the
+    PDF is encrypted or unreadable."""
+    try:
+        reader = PdfReader(io.BytesIO(response.content))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnsupportedContentError("the PDF is encrypted")
+        pages: list[str] = []
+        chars = 0
+        for page in reader.pages[:max_pages]:
+            if max_chars is not None and chars > max_chars:
+                break
+            text = page.extract_text() or ""
+            pages.append(text)
+            chars += len(text)
+        return pages, reader.metadata, len(reader.pages)
+    except UnsupportedContentError:
+        raise
+    except Exception as exc:  # a hostile PDF can break pypdf in any way
+        log.info("unreadable PDF at %s: %s: %s", response.url, type(exc).__name__, exc)
+        raise UnsupportedContentError(
+            f"the PDF at {response.url} could not be read: {exc}",
+            user_message="This PDF could not be read.",
+        ) from None
+
+
 class PdfAdapter:
     name = "PdfAdapter"
 
@@ -60,30 +90,9 @@ class PdfAdapter:
 
     def from_response(self, url: str, response: FetchResponse) -> Evidence:
         s = self.settings
-        try:
-            reader = PdfReader(io.BytesIO(response.content))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise UnsupportedContentError("the PDF is encrypted")
-            meta = reader.metadata
-            total_pages = len(reader.pages)
-            passages: list[Passage] = []
-            chars = 0
-            read_pages = 0
-            for page in reader.pages[: s.pdf_max_pages]:
-                if chars > s.evidence_max_chars:
-                    break
-                for para in _paragraphs(page.extract_text() or ""):
-                    passages.append(Passage(para))
-                    chars += len(para)
-                read_pages += 1
-        except UnsupportedContentError:
-            raise
-        except Exception as exc:  # a hostile PDF can break pypdf in any way
-            log.info("unreadable PDF at %s: %s: %s", response.url, type(exc).__name__, exc)
-            raise UnsupportedContentError(
-                f"the PDF at {response.url} could not be read: {exc}",
-                user_message="This PDF could not be read.",
-            ) from None
+        pages, meta, total_pages = read_pdf_pages(response, s.pdf_max_pages, s.evidence_max_chars)
+        passages = [Passage(para) for page in pages for para in _paragraphs(page)]
+        read_pages = len(pages)
         title = str(meta.title).strip() if meta and meta.title else None
         author = str(meta.author).strip() if meta and meta.author else None
         text_sample = " ".join(p.text for p in passages[:20])

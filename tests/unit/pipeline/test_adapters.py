@@ -77,7 +77,7 @@ def test_arxiv_abstract_and_metadata_from_the_export_api(env, url, record):
     assert abstract == plain(paper["abstract"])  # TeX formatting as plain text
     assert "\\em" not in abstract and "\\emph" not in abstract
     assert (evidence.read, evidence.coverage) == (ReadKind.abstract, Coverage.partial)
-    assert evidence.coverage_reason == "abstract only"
+    assert evidence.coverage_reason == "abstract only: HTML and PDF unavailable (404)"
     _snippet_ids_are_sequential(evidence)
     # the record's fields follow as citable sentences, rendered from the fields only
     meta = evidence.snippets[-1]
