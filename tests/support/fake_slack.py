@@ -73,6 +73,12 @@ class FakeSlack:
         with self._lock:
             self._failures.setdefault(method, []).extend([failure] * times)
 
+    def pending_failures(self, method: str | None = None) -> int:
+        """Scripted failures not served yet (of ``method``, or of every method)."""
+        with self._lock:
+            queues = [self._failures.get(method, [])] if method else self._failures.values()
+            return sum(len(q) for q in queues)
+
     def calls_of(self, method: str) -> list[dict[str, Any]]:
         with self._lock:
             return [params for m, params in self.calls if m == method]
