@@ -170,6 +170,7 @@ def llm_env(**extra: str) -> Any:
             "LLM_API_BASE": res.stub().url,
             "MLFLOW_ENABLE_TRACKING": "false",
             "TASK_RETRY_MAX_COUNTDOWN": "2",
+            "_extra": {"stub": res.stub()},
             **extra,
         }
 
@@ -322,8 +323,26 @@ def llm_fault(mode: str, hold: float = 0.0) -> Any:
         run.submit(ARXIV[:6])
         wait_until(lambda: stub.faulted >= 6, 150, "the LLM faults served", 0.2)
         run.fault_end = stub.last_fault_at
+        if mode == "timeout":  # the fault ended when the client gave up waiting on it
+            assert stub.last_fault_received is not None
+            timeout = float(run.stack.env["LLM_TIMEOUT"]) if run.stack else hold
+            run.fault_end = stub.last_fault_received + timeout
 
     return body
+
+
+def llm_stats(result: Result, run: Run) -> None:
+    stub = run.extra["stub"]
+    result.extra.update(llm_requests=stub.requests, llm_faulted=stub.faulted)
+
+
+def expect_llm_over_http(check: Any) -> Any:
+    def expect(result: Result) -> str | None:
+        if result.extra.get("llm_requests", 0) <= result.extra.get("llm_faulted", 0):
+            return "the stages never got an answer from the model server"
+        return check(result)
+
+    return expect
 
 
 # --- bodies: target sites -------------------------------------------------------------------------
@@ -370,14 +389,15 @@ SCENARIOS: list[Scenario] = [
              slack_fault(Failure(accept=True, drop=True)), slack_env(), fast=True,
              expect=all_posted),
     Scenario("llm_429", "the model server answers 429 (Retry-After: 1) to the first 6 calls",
-             llm_fault("429"), llm_env(), expect=all_posted),
+             llm_fault("429"), llm_env(), expect=expect_llm_over_http(all_posted), after=llm_stats),
     Scenario("llm_500", "the model server answers 500 to the first 6 calls", llm_fault("500"),
-             llm_env(), fast=True, expect=all_posted),
+             llm_env(), fast=True, expect=expect_llm_over_http(all_posted), after=llm_stats),
     Scenario("llm_timeout", "the model server holds the first 6 answers 8 s (LLM_TIMEOUT=3)",
              llm_fault("timeout", hold=8.0), llm_env(LLM_TIMEOUT="3"),
-             expect=all_ended_with_a_note),
+             expect=expect_llm_over_http(all_ended_with_a_note), after=llm_stats),
     Scenario("llm_invalid_json", "the model server answers the first 6 calls with non-JSON",
-             llm_fault("invalid_json"), llm_env(), expect=all_ended_with_a_note),
+             llm_fault("invalid_json"), llm_env(),
+             expect=expect_llm_over_http(all_ended_with_a_note), after=llm_stats),
     Scenario("site_slow", "the site sends headers after 2 s and the body over 2 s more",
              site(web_url("/faults/slow")), site_env, expect=none_failed),
     Scenario("site_dripping_headers", "the site drips one header byte every 0.5 s, forever",

@@ -41,6 +41,7 @@ class OpenAIStub:
         self.requests = 0
         self.faulted = 0
         self.last_fault_at: float | None = None  # time.monotonic() of the last faulty answer
+        self.last_fault_received: float | None = None  # ... and of its request's arrival
         self._faults: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -92,7 +93,7 @@ class OpenAIStub:
             self.queue.clear()
             self._faults.clear()
             self.requests = self.faulted = 0
-            self.last_fault_at = None
+            self.last_fault_at = self.last_fault_received = None
 
     # --- serving --------------------------------------------------------------------------
     def _respond(self, body: dict[str, Any]) -> tuple[int, dict, dict[str, str]]:
@@ -101,6 +102,8 @@ class OpenAIStub:
             if self.queue:
                 return self.queue.pop(0)
             mode, hold = self._faults.pop(0) if self._faults else ("", 0.0)
+            if mode:
+                self.last_fault_received = time.monotonic()
         if mode:
             try:
                 return self._fault(mode, hold, body)
