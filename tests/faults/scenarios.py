@@ -69,6 +69,7 @@ class Resources:
         self._mlflow: MlflowServer | None = None
         self._stub: OpenAIStub | None = None
         self._drip: HeaderDripServer | None = None
+        self.mlflow_proxy: TcpProxy | None = None
         self.down_port = free_port()  # nothing listens there
 
     def web(self) -> RecordedServer:
@@ -78,10 +79,13 @@ class Resources:
         return self._web
 
     def mlflow(self) -> MlflowServer:
+        """The mlflow server, and ``mlflow_proxy`` in front of it (its Host header allowed)."""
         if self._mlflow is None:
             (self.root / "mlflow").mkdir(parents=True, exist_ok=True)
             server = MlflowServer(self.root / "mlflow")
             self._exit.callback(server.stop)
+            self.mlflow_proxy = self._exit.enter_context(TcpProxy(server.port))
+            server.extra_allowed_hosts.append(f"127.0.0.1:{self.mlflow_proxy.port}")
             self._mlflow = server.start()
         return self._mlflow
 
@@ -95,9 +99,6 @@ class Resources:
         if self._drip is None:
             self._drip = self._exit.enter_context(HeaderDripServer(interval=0.5))
         return self._drip
-
-    def proxy(self, upstream_port: int) -> TcpProxy:
-        return self._exit.enter_context(TcpProxy(upstream_port))
 
     def close(self) -> None:
         self._exit.close()
@@ -289,7 +290,8 @@ def mlflow_args(kind: str) -> Any:
             server.start()
         if kind != "hanging":
             return mlflow_env(res)
-        proxy = res.proxy(server.port)
+        proxy = res.mlflow_proxy
+        proxy.resume()
         return {**mlflow_env(res, proxy.url), "_extra": {"proxy": proxy}}
 
     return make

@@ -29,6 +29,7 @@ class MlflowServer:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.proc: Process | None = None
         self.starts = 0
+        self.extra_allowed_hosts: list[str] = []  # e.g. a proxy's host:port in front of it
 
     @property
     def url(self) -> str:
@@ -42,7 +43,9 @@ class MlflowServer:
             "--backend-store-uri", f"sqlite:///{self.db}",
             "--artifacts-destination", str(self.artifacts),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
-            "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}",
+            "--allowed-hosts",
+            ",".join([f"127.0.0.1:{self.port}", f"localhost:{self.port}",
+                      *self.extra_allowed_hosts]),
         ]  # fmt: skip
         self.starts += 1
         self.proc = Process(f"mlflow-{self.port}-{self.starts}", argv, env, self.root)
