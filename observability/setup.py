@@ -34,6 +34,18 @@ def masked_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def describe(settings: Settings, *, local: bool = False) -> str:
+    """The one line a process logs at start about what it records, and where."""
+    if not settings.mlflow_enable_tracking:
+        return "MLflow tracking disabled (MLFLOW_ENABLE_TRACKING=false): nothing is recorded"
+    tracing = "on" if settings.mlflow_enable_tracing else "off (MLFLOW_ENABLE_TRACING=false)"
+    return (
+        f"MLflow tracking enabled: {masked_uri(settings.effective_tracking_uri())}, "
+        f"experiment {settings.mlflow_experiment!r}, tracing {tracing}, "
+        f"outbox {'local file' if local else 'Redis'}"
+    )
+
+
 def configure(
     settings: Settings, *, local: bool = False, install: bool = True, keep: bool = False
 ) -> Recorder:
@@ -42,18 +54,10 @@ def configure(
     recorder is closed."""
     recorder: Recorder
     if not settings.mlflow_enable_tracking:
-        log.info("MLflow tracking disabled (MLFLOW_ENABLE_TRACKING=false): nothing is recorded")
         recorder = NULL_RECORDER
     else:
         recorder = MlflowRecorder(settings, local=local)
-        tracing = "on" if settings.mlflow_enable_tracing else "off (MLFLOW_ENABLE_TRACING=false)"
-        log.info(
-            "MLflow tracking enabled: %s, experiment %r, tracing %s, outbox %s",
-            masked_uri(settings.effective_tracking_uri()),
-            settings.mlflow_experiment,
-            tracing,
-            "local file" if local else "Redis",
-        )
+    log.info("%s", describe(settings, local=local))
     if install:
         previous = install_recorder(recorder, keep=keep)
         if previous is not None and previous is not recorder:

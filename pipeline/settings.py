@@ -194,8 +194,29 @@ class Settings(BaseSettings):
         return out
 
 
+def env_file() -> Path | None:
+    """The settings file in force: ``TECHNOSHARE_ENV_FILE``, else ``.env``; None when that
+    variable is set empty (the test suite) or the file does not exist."""
+    name = os.environ.get(ENV_FILE_VARIABLE, ".env")
+    path = Path(name) if name.strip() else None
+    return path if path is not None and path.is_file() else None
+
+
+def load_env_file() -> None:
+    """Put the settings file's variables into the environment (without overriding it): the
+    provider keys litellm reads (``OPENAI_API_KEY``...) are not settings fields. Done here,
+    not by litellm (``pipeline.offline`` stops litellm's own load), so a disabled file stays
+    unread by every library of the process."""
+    path = env_file()
+    if path is not None:
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    load_env_file()
     return Settings()
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import re
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.errors import TechnoShareError
 from pipeline.models import Job, Outcome, PipelineResult, SlackMessage
@@ -75,16 +78,36 @@ def run(url: str, *, recorded: bool = False) -> PipelineResult:
         deps.close()
 
 
-def _output(text: str, *, err: bool = False) -> None:
-    """Print with every configured secret (and key-shaped string) redacted."""
+def _redactor() -> Callable[[str], str]:
     from pipeline.redact import Redactor
     from pipeline.settings import get_settings
 
     try:
-        text = Redactor.from_settings(get_settings())(text)
+        return Redactor.from_settings(get_settings())
     except TechnoShareError:  # settings unreadable: the patterns alone
-        text = Redactor()(text)
-    print(text, file=sys.stderr if err else sys.stdout)
+        return Redactor()
+
+
+def _output(text: str, *, err: bool = False) -> None:
+    """Print with every configured secret (and key-shaped string) redacted."""
+    print(_redactor()(text), file=sys.stderr if err else sys.stdout)
+
+
+def _output_json(result: PipelineResult) -> None:
+    """The result as JSON, each string value redacted before serialising (redacting the
+    serialised text could cut through an escaped quote and break the JSON)."""
+    redact = _redactor()
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    print(json.dumps(clean(result.model_dump(mode="json")), indent=2, ensure_ascii=False))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -102,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     if args.json:
-        _output(result.model_dump_json(indent=2))
+        _output_json(result)
     elif result.message is not None:
         _output(readable_text(result.message))
     if result.outcome == Outcome.success:

@@ -21,6 +21,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 
@@ -55,6 +56,16 @@ def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
     for handler in logger.handlers if logger is not None else ():
         if installed not in handler.filters:
             handler.addFilter(installed)
+
+
+@worker_ready.connect
+def _say_what_is_recorded(**_: Any) -> None:
+    """Again once the worker's logging is set up: a threads or solo worker made its recorder
+    at ``worker_init``, before Celery configured logging, and that line went nowhere."""
+    from observability.setup import describe
+    from pipeline.settings import get_settings
+
+    logging.getLogger("observability").info("%s", describe(get_settings()))
 
 
 @worker_process_shutdown.connect

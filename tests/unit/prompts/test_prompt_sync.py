@@ -16,11 +16,19 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
-    from observability.runtime import reset_runtime
-
-    reset_runtime()
+    recorder = install_recorder_for_environment()
     yield uri
-    reset_runtime()
+    recorder.close()
+
+
+def install_recorder_for_environment():
+    """What a worker does at start: the recorder for its settings (the registry source reads
+    the store through the installed recorder)."""
+    from observability.setup import configure
+    from pipeline.settings import get_settings, reset_settings_cache
+
+    reset_settings_cache()
+    return configure(get_settings())
 
 
 @pytest.fixture
@@ -100,11 +108,11 @@ def test_registry_source_serves_the_alias_and_names_the_version(store, templates
 
 
 def test_a_prompt_not_registered_comes_from_the_file_and_mlflow_stays_up(store, templates):
-    from observability.runtime import get_runtime
+    from observability.recorder import get_recorder
     from pipeline.prompting import FilePromptSource, file_version
     from prompts.registry_source import RegistryPromptSource
 
-    rt = get_runtime()
+    rt = get_recorder().runtime
     assert rt.health.check_now()
     source = RegistryPromptSource(fallback=FilePromptSource(templates))
     beta = source.get("beta")  # nothing registered in this store
@@ -115,14 +123,13 @@ def test_a_prompt_not_registered_comes_from_the_file_and_mlflow_stays_up(store, 
 def test_registry_source_falls_back_to_files_when_mlflow_is_unreachable(
     templates, tmp_path, monkeypatch
 ) -> None:
-    from observability.runtime import reset_runtime
     from pipeline.prompting import FilePromptSource, file_version
     from prompts.registry_source import RegistryPromptSource
     from tests.support.service import free_port
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
     monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
-    reset_runtime()
+    recorder = install_recorder_for_environment()
     try:
         source = RegistryPromptSource(fallback=FilePromptSource(templates))
         beta = source.get("beta")
@@ -130,15 +137,13 @@ def test_registry_source_falls_back_to_files_when_mlflow_is_unreachable(
         assert beta.version == file_version(beta.text)
         assert source.get("alpha").version.startswith("file:")
     finally:
-        reset_runtime()
+        recorder.close()
 
 
 def test_unreachable_tracking_server_fails_with_one_line(templates, monkeypatch, capsys) -> None:
-    from observability.runtime import reset_runtime
     from tests.support.service import free_port
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-    reset_runtime()
     assert cli(["prompts", "sync", "--dir", str(templates)]) == 1
     err = capsys.readouterr().err
     assert "prompts sync failed against http://127.0.0.1:" in err

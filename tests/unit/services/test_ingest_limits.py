@@ -183,8 +183,11 @@ def test_a_redis_blip_shorter_than_the_retry_bound_is_200_and_the_job_is_queued(
         [job_id] = resp.json()["jobs"]
         check = redis.Redis.from_url(server.url, decode_responses=True)
         assert JobStore(check).require(job_id).job.url == A
-        [message] = check.lrange("io", 0, -1)  # published on the broker, once
-        assert json.loads(message)["headers"]["task"] == "technoshare.start_job"
+        from pipeline.constants import START_JOB_TASK
+        from tasks.app import ROUTES
+
+        [message] = check.lrange(ROUTES[START_JOB_TASK], 0, -1)  # on the broker, once
+        assert json.loads(message)["headers"]["task"] == START_JOB_TASK
         assert job_id in json.loads(message)["headers"]["argsrepr"]
     finally:
         server.stop()
