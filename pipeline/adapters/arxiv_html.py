@@ -181,7 +181,12 @@ class _Walker:
                 return
         if tag == "p":
             self.add(_text(node))
-        elif tag == "figcaption" or tag == "li" or tag == "table" and classes & {"ltx_equation", "ltx_equationgroup"}:
+        elif (
+            tag == "figcaption"
+            or tag == "li"
+            or tag == "table"
+            and classes & {"ltx_equation", "ltx_equationgroup"}
+        ):
             self.add(_text(node), ITEM)
         elif tag == "table":
             for row in _table_rows(node):
