@@ -74,6 +74,18 @@ def _fresh_settings():
 
 
 @pytest.fixture(autouse=True)
+def _no_mlflow_variable_leaks():
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI (and the MLflow client exports its
+    variables): what a test leaves there would point the next tests' processes at its server."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def _no_recorder_leaks():
     """A test that installs a recorder must not leave it to the next test."""
     from observability.recorder import get_recorder, install_recorder

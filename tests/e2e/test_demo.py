@@ -5,7 +5,6 @@ exit 0, nothing left running."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.support.service import REPO
+from tests.support.service import REPO, subprocess_env
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +24,7 @@ def _listening(port: int) -> bool:
 
 def test_demo_runs_recorded_links_through_the_chain_offline(tmp_path):
     state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "REDIS_", "MLFLOW_"))}
+    env = subprocess_env("SLACK_", "REDIS_")
     env.update(STATE_DIR=str(state), APP_ENV="dev", PYTHONUNBUFFERED="1")
     out = subprocess.run(
         [sys.executable, "-m", "services.cli", "demo", "--sink", "file"],

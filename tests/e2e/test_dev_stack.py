@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.service import REPO, wait_until
+from tests.support.service import REPO, subprocess_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def _descendants(pid: int) -> set[int]:
 
 def test_dev_stack_starts_serves_and_stops_everything(tmp_path):
     env = {
-        **os.environ,
+        **subprocess_env(),
         "STATE_DIR": str(tmp_path / "state"),
         "FLOWER_BASIC_AUTH": "admin:s3cret-pass",
         "SLACK_SINK": "console",

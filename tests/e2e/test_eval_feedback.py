@@ -9,7 +9,6 @@ job into a dataset example with its source recorded, and that example runs offli
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.support.service import (
     Ingest,
     Stack,
     post_event,
+    subprocess_env,
     wait_until,
 )
 
@@ -147,7 +147,7 @@ def test_reaction_event_through_the_ingest_server(stack, jobs, mlflow_server):
 
 
 def _cli(tmp: Path, mlflow_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "MLFLOW_RUN"))}
+    env = subprocess_env("LLM_")
     env.update(
         APP_ENV="test",
         MLFLOW_TRACKING_URI=mlflow_url,

@@ -9,7 +9,6 @@ wrote (stdout, stderr, the sqlite MLflow store, artifact files, the outbox) is s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.service import REPO
+from tests.support.service import REPO, subprocess_env
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +82,7 @@ def provider() -> Iterator[EchoingProvider]:
 def test_no_secret_in_logs_mlflow_or_outputs_when_the_provider_echoes_the_key(provider, tmp_path):
     state = tmp_path / "state"
     env = {
-        **os.environ,
+        **subprocess_env(),
         **SECRETS,
         "STATE_DIR": str(state),
         "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",

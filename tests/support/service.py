@@ -71,11 +71,24 @@ class RedisServer(LocalRedis):
         wait_until(self._ping, 10, "redis after its restart")
 
 
+def subprocess_env(*drop_prefixes: str) -> dict[str, str]:
+    """The hermetic environment of this test process (tests/conftest.py), minus what a library
+    set in it since: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI, and the MLflow
+    client variables are exported too, so a server of an earlier test would reach the next
+    test's processes. Only the offline switches of pipeline/offline.py are kept of those."""
+    from pipeline.offline import OFFLINE_ENV
+
+    drop = ("MLFLOW_", *drop_prefixes)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update({k: v for k, v in OFFLINE_ENV.items() if k.startswith("MLFLOW_")})
+    return env
+
+
 def service_env(
     redis_url: str, slack_api_url: str, state_dir: Path, **extra: str
 ) -> dict[str, str]:
     """Environment of every service process of a test: real Redis, fake Slack, tmp state."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MLFLOW_RUN"))}
+    env = subprocess_env("SLACK_")
     env.update(
         APP_ENV="test",
         REDIS_URL=redis_url,

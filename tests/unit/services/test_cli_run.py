@@ -5,7 +5,6 @@ what it records in a local MLflow store (read back through ``MlflowClient`` only
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 
 from pipeline.sanitize import find_mentions
 from services.recorded_web import RecordedServer
+from tests.support.service import subprocess_env
 from tests.support.web import serve_test_web
 
 ARXIV_URL = "https://arxiv.org/abs/1809.00949"
@@ -28,7 +28,7 @@ def web() -> Iterator[RecordedServer]:
 
 def technoshare_run(tmp_path, *args: str, env: dict[str, str] | None = None):
     full_env = {
-        **os.environ,
+        **subprocess_env(),
         "APP_ENV": "test",
         "STATE_DIR": str(tmp_path),
         "LLM_MODEL": "offline/extractive",

@@ -17,6 +17,7 @@ from tasks.app import (
     queue_time_limits,
     visibility_timeout,
 )
+from tests.support.service import subprocess_env
 
 
 def test_reliable_delivery_settings():
@@ -79,7 +80,6 @@ def test_the_io_workers_fetch_stage_reads_a_link_without_the_llm_or_mlflow_stack
     (``tasks.runtime.worker_deps``): it builds the fetcher only (litellm takes seconds to
     import, and an io worker must not pay that on its first job), whether tracking is on or
     not (the recorder, not the stage, is what brings mlflow in)."""
-    import os
     import subprocess
     import sys
 
@@ -96,7 +96,7 @@ def test_the_io_workers_fetch_stage_reads_a_link_without_the_llm_or_mlflow_stack
         "      sorted(m for m in ('litellm', 'mlflow') if m in sys.modules))\n"
     )
     env = {
-        **os.environ,
+        **subprocess_env(),
         "FETCH_RECORDED": "true",
         "MLFLOW_ENABLE_TRACKING": tracking,
         "SLACK_SINK": "file",
