@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -110,6 +111,11 @@ def record_eval_run(
 ) -> str:
     """Open the run, evaluate, then ``finish(run_id, judge_values) -> (doc, metrics, summary_md)``
     builds what is logged. Returns the run id."""
+    # evaluate's worker threads and its trace exporters share one SQLAlchemy pool (5 + 10
+    # overflow): at 10 workers a local sqlite store ran out of connections and dropped 8 of 32
+    # example traces ("QueuePool limit ... reached"). Fewer workers: the offline eval is
+    # CPU-bound anyway on two cores.
+    os.environ.setdefault("MLFLOW_GENAI_EVAL_MAX_WORKERS", "4")
     import mlflow
     from mlflow.entities import Metric
 
