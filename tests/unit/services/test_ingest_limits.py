@@ -171,7 +171,8 @@ def test_a_redis_blip_shorter_than_the_retry_bound_is_200_and_the_job_is_queued(
     server = RestartableRedis(tmp_path)
     server.start()
     try:
-        client = redis_outage_ingest(server.url, 10.0, fake_slack)
+        # a generous retry budget: on a loaded machine the restart itself may take seconds
+        client = redis_outage_ingest(server.url, 30.0, fake_slack)
         assert client.get("/readyz").status_code == 200
         server.stop()
         restart = threading.Timer(1.5, server.start)
@@ -179,7 +180,7 @@ def test_a_redis_blip_shorter_than_the_retry_bound_is_200_and_the_job_is_queued(
         t0 = time.monotonic()
         resp = send(client, message_event(f"<{A}>", event_id="Ev1", ts="1.1"))
         restart.join()
-        assert resp.status_code == 200 and 1.4 < time.monotonic() - t0 < 10
+        assert resp.status_code == 200 and 1.4 < time.monotonic() - t0 < 30
         [job_id] = resp.json()["jobs"]
         check = redis.Redis.from_url(server.url, decode_responses=True)
         assert JobStore(check).require(job_id).job.url == A
