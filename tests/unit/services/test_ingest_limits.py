@@ -175,11 +175,17 @@ def test_a_redis_blip_shorter_than_the_retry_bound_is_200_and_the_job_is_queued(
         client = redis_outage_ingest(server.url, 30.0, fake_slack)
         assert client.get("/readyz").status_code == 200
         server.stop()
-        restart = threading.Timer(1.5, server.start)
-        restart.start()
+        answers: list = []
+        event = message_event(f"<{A}>", event_id="Ev1", ts="1.1")
+        sender = threading.Thread(target=lambda: answers.append(send(client, event)))
         t0 = time.monotonic()
-        resp = send(client, message_event(f"<{A}>", event_id="Ev1", ts="1.1"))
-        restart.join()
+        sender.start()
+        time.sleep(1.5)
+        # restarted from this thread: redis-server dies with the thread that started it
+        # (PR_SET_PDEATHSIG), and a timer thread ends as soon as the server is up
+        server.start()
+        sender.join(60)
+        [resp] = answers
         assert resp.status_code == 200 and 1.4 < time.monotonic() - t0 < 30
         [job_id] = resp.json()["jobs"]
         check = redis.Redis.from_url(server.url, decode_responses=True)
