@@ -8,7 +8,7 @@ that started before that (or during an outage) still find their parent, and the 
 a parent is claimed here, so a parent is created once whoever races for it.
 
 Two stores with one interface: ``RedisLedger`` (a hash per attempt; workers on several
-machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo, eval).
+machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo).
 Fields: ``parent_run_id``, ``started_at``, ``sum:<metric>`` (added across stages),
 ``tag:<name>`` and ``metric:<name>`` (last value wins), ``overhead_seconds``.
 """

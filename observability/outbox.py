@@ -11,7 +11,7 @@ Two stores with one interface:
   No TTL: records are not lost while Redis keeps the stream (trimmed to MLFLOW_OUTBOX_MAXLEN
   as a safety net). One replayer at a time (a Redis lock), so a parent is created once.
 - ``FileOutbox``: a JSON-lines file under STATE_DIR, for the in-process drivers (``technoshare
-  run``, demo, eval), whose Redis (if any) is temporary: the next run replays it.
+  run``, demo), whose Redis (if any) is temporary: the next run replays it.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ background writer and the outbox drainer.
 One ``Runtime`` per process (``observability.backend`` builds a new one after a fork: a prefork
 child must not reuse the parent's HTTP connections, tracer provider or threads).
 
-``local=True`` is for drivers that run every stage in one process (``technoshare run``, demo,
-eval): the ledger lives in memory and the outbox in a file under STATE_DIR, so nothing depends
+``local=True`` is for drivers that run every stage in one process (``technoshare run``,
+demo): the ledger lives in memory and the outbox in a file under STATE_DIR, so nothing depends
 on a Redis that may be temporary or absent. Workers use Redis for both, so stages on different
 machines share one ledger and any process can drain the outbox.
 

@@ -4,8 +4,9 @@
     result = run_job(job, deps, recorder)                      # every stage, in this process
 
 ``run_stage`` is what each Celery stage task does (``tasks/stages.py``) and what ``run_job``
-does five times, so ``technoshare run``, demo, eval and the workers record the same parent run,
-nested runs and spans. ``run_job`` never raises a ``TechnoShareError``: it becomes the
+does five times, so ``technoshare run``, demo and the workers record the same parent run, nested
+runs and spans (eval runs its jobs with the null recorder: ``mlflow.genai.evaluate`` records
+each example itself). ``run_job`` never raises a ``TechnoShareError``: it becomes the
 ``error`` outcome with the error's user message as the reply.
 """
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import kombu.exceptions
 import redis
 
+from pipeline.constants import START_JOB_TASK
 from pipeline.links import canonical_url, extract_links
 from pipeline.models import Job
 from pipeline.settings import Settings
@@ -32,7 +33,6 @@ MAX_MESSAGE_TEXT = 4000  # kept on the job: the gates allow links that appear in
 ALLOWED_SUBTYPES = frozenset({"", "file_share", "thread_broadcast", "me_message"})
 # Slack always sends these with a slash command; without a channel there is nowhere to answer.
 COMMAND_FIELDS = ("command", "channel_id", "user_id")
-START_JOB_TASK = "technoshare.start_job"
 Enqueue = Callable[[str], None]
 T = TypeVar("T")
 

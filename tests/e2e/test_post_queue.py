@@ -10,16 +10,12 @@ until both slow fetches hold both io processes; only then does the llm worker st
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
 from pipeline.constants import QUEUE_LLM
 from services.job_store import FINAL_STATUSES
 from services.recorded_web import serve_recorded
+from tests.support.raw_servers import SilentServer
 from tests.support.service import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -28,51 +24,9 @@ FAST = "https://arxiv.org/abs/2101.04061"  # served by the recorded web (ARXIV_A
 SLOW_FETCH_SECONDS = 240  # far beyond the wait for the fast reply: the slow ones stay stuck
 
 
-class SilentServer:
-    """Accepts TCP connections on 127.0.0.1 and never answers; holds them until stopped."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True, name="silent-server")
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.held.append(conn)  # read nothing, answer nothing
-
-    def open_connections(self) -> int:
-        return len(self.held)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
-
-
-@contextmanager
-def silent_server() -> Iterator[SilentServer]:
-    server = SilentServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_a_ready_reply_is_posted_while_every_io_process_is_stuck_fetching(tmp_path, fake_slack):
     fake_slack.reset()
-    with serve_recorded() as web, silent_server() as silent:
+    with serve_recorded() as web, SilentServer() as silent:
         overrides = web.settings_overrides()
         overrides["FETCH_ALLOW_HOSTS"] += f",127.0.0.1:{silent.port}"
         stack = Stack(
