@@ -127,7 +127,9 @@ class MlflowRecorder:
         return rt
 
     # --- the Recorder protocol ---------------------------------------------------------------
-    def begin_job(self, job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
+    def begin_job(
+        self, job: Job, *, reprocess_of: str | None = None, followup_of: str | None = None
+    ) -> dict[str, str]:
         rt = self.runtime
         t0 = time.perf_counter()
         traceparent, run_key, _ = tracing.new_traceparent()
@@ -135,7 +137,7 @@ class MlflowRecorder:
         headers[HEADER_PARENT_RUN_ID] = ""
         try:
             started = time.time()
-            tags = parent_tags(job, run_key, reprocess_of)
+            tags = parent_tags(job, run_key, reprocess_of, followup_of)
             record = BeginRecord(run_key=run_key, job=job, started_at=started, tags=tags)
             record = redact_record(record, self.redactor, artifacts=False)
             self._ledger_call(job, lambda: rt.ledger.start(run_key, job.job_id, started))

@@ -67,7 +67,11 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def parent_tags(job: Any, run_key: str, reprocess_of: str | None) -> dict[str, str]:
+def parent_tags(
+    job: Any, run_key: str, reprocess_of: str | None, followup_of: str | None = None
+) -> dict[str, str]:
+    """The parent run's tags; ``followup_of``: the parent run of the job whose thread a
+    follow-up question was asked in (the follow-up is a small job of its own)."""
     tags = {
         "mlflow.runName": f"job-{job.job_id}",
         RUN_KIND_TAG: "job",
@@ -83,6 +87,8 @@ def parent_tags(job: Any, run_key: str, reprocess_of: str | None) -> dict[str, s
         tags["slack_user"] = job.user_id
     if reprocess_of:
         tags["reprocess_of"] = reprocess_of
+    if followup_of:
+        tags["followup_of"] = followup_of
     return tags
 
 

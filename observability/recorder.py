@@ -55,7 +55,9 @@ class Feedback:
 
 
 class Recorder(Protocol):
-    def begin_job(self, job: Job, *, reprocess_of: str | None = None) -> dict[str, str]: ...
+    def begin_job(
+        self, job: Job, *, reprocess_of: str | None = None, followup_of: str | None = None
+    ) -> dict[str, str]: ...
 
     def stage(
         self, stage: Stage, job: Job, headers: Mapping[str, str]
@@ -83,7 +85,9 @@ class Recorder(Protocol):
 class NullRecorder:
     """Records nothing (``MLFLOW_ENABLE_TRACKING=false``, the ingest, unit tests)."""
 
-    def begin_job(self, job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
+    def begin_job(
+        self, job: Job, *, reprocess_of: str | None = None, followup_of: str | None = None
+    ) -> dict[str, str]:
         from pipeline.constants import HEADER_JOB_ID
 
         return {HEADER_JOB_ID: job.job_id}

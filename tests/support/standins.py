@@ -104,7 +104,9 @@ def standin_deps() -> StageDeps:
 class StandInRecorder(NullRecorder):
     """Every begin gets a fresh parent run id and traceparent at once; nothing is written."""
 
-    def begin_job(self, job: Job, *, reprocess_of: str | None = None) -> dict[str, str]:
+    def begin_job(
+        self, job: Job, *, reprocess_of: str | None = None, followup_of: str | None = None
+    ) -> dict[str, str]:
         run = uuid.uuid4().hex
         return {
             HEADER_JOB_ID: job.job_id,
