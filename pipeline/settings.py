@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     slack_max_links_per_message: int = 5
     slack_ops_channel: str | None = None
     repeat_window_days: int = 7  # same canonical URL answered in the channel within N days
+    # --- the team's history (services/history_store.py): "Shared before", follow-ups, digest
+    history_ttl_days: int = 180  # an answered link is kept this long; 0: no history at all
+    history_max_entries: int = 2000  # per channel, the newest; what "Shared before" searches
+    followup_window_days: int = 30  # questions in a reply's thread are answered this long
+    digest_enabled: bool = False  # the weekly digest (celery beat), opt-in
+    digest_channels: CommaList = Field(default_factory=list)  # channels to digest
+    digest_post_to: Literal["channel", "ops"] = "channel"  # each channel's own, or the ops one
 
     # --- ingest HTTP endpoint (services/ingest.py) -----------------------------------------
     ingest_max_body_bytes: int = 1024 * 1024  # Slack's payloads are a few KB; larger: 413
