@@ -81,9 +81,24 @@ ALERT_SENT_TTL_SECONDS = 24 * 3600
 FEEDBACK_SEEN_KEY = KEY_PREFIX + "feedback:{channel_id}:{reply_ts}:{user_id}:{reaction}"
 FEEDBACK_SEEN_TTL_SECONDS = 24 * 3600
 
+# The team's history (services/history_store.py). Per channel, a sorted set of answered job ids
+# scored by when they were posted (pruned past HISTORY_TTL_DAYS, a setting, and to
+# HISTORY_MAX_ENTRIES), and one JSON entry per job with the same TTL: "Shared before" and the
+# weekly digest read them.
+HISTORY_KEY = KEY_PREFIX + "history:{channel_id}"
+HISTORY_ENTRY_KEY = KEY_PREFIX + "history:entry:{job_id}"
+# The jobs that replied in a thread (set of job ids) and each job's evidence and facts
+# (zlib-compressed JSON): what a follow-up question in that thread is answered from. TTL:
+# FOLLOWUP_WINDOW_DAYS, a setting.
+THREAD_JOBS_KEY = KEY_PREFIX + "thread:{channel_id}:{thread_ts}"
+JOB_ARCHIVE_KEY = KEY_PREFIX + "archive:{job_id}"
+
 # --- Celery task names that are published by name (the stages' come from pipeline.stages)
 FEEDBACK_TASK = "technoshare.record_feedback"
 START_JOB_TASK = "technoshare.start_job"
+FOLLOWUP_TASK = "technoshare.answer_followup"  # a question to the bot in one of its threads
+HELP_TASK = "technoshare.help_reply"  # a mention with no link, outside the bot's threads
+DIGEST_TASK = "technoshare.weekly_digest"
 
 # --- Celery task headers (propagated to every task of a chain, its retries and spawned tasks)
 HEADER_JOB_ID = "ts_job_id"
