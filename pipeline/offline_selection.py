@@ -29,15 +29,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipeline.near_duplicates import NearDuplicates
 from pipeline.text import (
     LIST_BULLET,
-    NEAR_DUPLICATE,
     Unit,
     content_tokens,
     ends_sentence,
     is_citable,
     is_substantive,
-    similarity,
     split_units,
     word_count,
 )
@@ -136,10 +135,6 @@ def _with_bullet(unit: Unit, text: str) -> str:
     return marked if unit.listed and marked in text else ""
 
 
-def _repeats(tokens: frozenset[str], kept: list[frozenset[str]]) -> bool:
-    return any(similarity(tokens, other) >= NEAR_DUPLICATE for other in kept)
-
-
 def _fold(text: str) -> str:
     return text.casefold().replace("“", '"').replace("”", '"')
 
@@ -161,7 +156,8 @@ def candidates(items: list[tuple[str, str]], title: str = "") -> list[Candidate]
     sentences of it, or half) is boilerplate: ads come in blocks."""
     found: list[Candidate] = []
     seen: set[str] = set()
-    sentence_tokens: list[frozenset[str]] = []
+    sentences_seen = NearDuplicates()  # the sentences kept so far
+    all_seen = NearDuplicates()  # every candidate kept so far, fragments too
     for item_id, text in items:
         units = [u for u in split_units(text) if not u.code]
         ads = sum(1 for u in units if _BOILERPLATE.search(u.text))
@@ -174,13 +170,13 @@ def candidates(items: list[tuple[str, str]], title: str = "") -> list[Candidate]
             if not sentence and not _fragment_ok(unit.text):
                 continue
             own = frozenset(content_tokens(unit.text))
-            if _repeats(own, sentence_tokens) or (
-                not sentence and _repeats(own, [c.tokens for c in found])
-            ):
+            # a fragment must not repeat any candidate: the sentences are among them
+            if (all_seen if not sentence else sentences_seen).repeats(own):
                 continue
             seen.add(key)
+            all_seen.add(own)
             if sentence:
-                sentence_tokens.append(own)
+                sentences_seen.add(own)
             found.append(
                 Candidate(
                     unit.text,

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,6 +166,11 @@ def _fetch_tool_from(fetcher: Any, settings: Settings) -> FetchTool | None:
     return fetch
 
 
+@lru_cache(maxsize=1)
+def _output_schema() -> str:
+    return json.dumps(FactsAnswer.model_json_schema())
+
+
 def build_messages(
     evidence: Evidence, *, prompts: PromptSource, settings: Settings, nonce: str
 ) -> tuple[list[dict[str, Any]], list[PromptTemplate]]:
@@ -174,7 +180,7 @@ def build_messages(
         system_t,
         nonce=nonce,
         max_tool_calls=settings.max_tool_calls,
-        output_schema=json.dumps(FactsAnswer.model_json_schema()),
+        output_schema=_output_schema(),
     )
     user = render(
         user_t,

@@ -15,6 +15,7 @@ primary or a fallback), so the reply can say it is an extractive summary.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +52,22 @@ class CommentaryAnswer(BaseModel):
     projects: list[str]
     similar_tech: list[SimilarTech] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+
+
+@lru_cache(maxsize=1)
+def _output_schema() -> str:
+    return json.dumps(CommentaryAnswer.model_json_schema())
+
+
+def team_context_yaml(context: ProjectContext) -> str:
+    """The team context as the prompt shows it. The YAML dump (pure Python, ~10 ms) is done
+    once per distinct context; the process keeps one context, so once per process."""
+    return _context_yaml(context.model_dump_json())
+
+
+@lru_cache(maxsize=8)
+def _context_yaml(context_json: str) -> str:
+    return ProjectContext.model_validate_json(context_json).to_prompt_yaml()
 
 
 def _coverage_note(evidence: Evidence) -> str:
@@ -101,7 +118,7 @@ def build_messages(
         theme_names=", ".join(context.theme_names()),
         coverage_note=_coverage_note(evidence),
         max_similar_tech=settings.gate_max_similar_tech,
-        output_schema=json.dumps(CommentaryAnswer.model_json_schema()),
+        output_schema=_output_schema(),
         **sizes,
     )
     meta = {**source_fields(evidence), "title": facts.title or evidence.title}
@@ -112,7 +129,7 @@ def build_messages(
         source=wrap_data("SOURCE", fields_body(meta, nonce), nonce),
         facts=wrap_data("FACTS", items_body(facts_items, nonce), nonce),
         unknowns=wrap_data("UNKNOWNS", items_body(unknown_items, nonce), nonce),
-        team_context=wrap_data("TEAM_CONTEXT", context.to_prompt_yaml(), nonce),
+        team_context=wrap_data("TEAM_CONTEXT", team_context_yaml(context), nonce),
         similar_candidates=wrap_data(
             "SIMILAR_CANDIDATES", items_body(candidate_items(evidence), nonce), nonce
         ),

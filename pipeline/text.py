@@ -28,8 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
+
+from pipeline.near_duplicates import NEAR_DUPLICATE as NEAR_DUPLICATE  # re-exported
+from pipeline.near_duplicates import NearDuplicates, token_frequency
+from pipeline.near_duplicates import similarity as similarity  # re-exported
 
 LIST_BULLET = "•"
 ITEM_SEPARATOR = f" {LIST_BULLET} "  # before each list item in a snippet ("intro: • a • b")
@@ -37,7 +41,10 @@ PILCROW = "¶"
 PARAGRAPH_SEPARATOR = f" {PILCROW} "  # a paragraph break that no sentence end marks
 CODE_FENCE = "```"
 MAX_SENTENCE_WORDS = 60  # longer "sentences" are run-ons (joined lists, missing punctuation)
-NEAR_DUPLICATE = 0.7  # Jaccard similarity of content words above which two sentences repeat
+# The same snippet texts are split and judged by several stages and gates of one job (the
+# summary range twice, the allowed links three times, the offline model): the results are kept
+# per text. Bounded by count: a job's evidence is at most EVIDENCE_MAX_SNIPPETS texts.
+TEXT_CACHE_SIZE = 4096
 
 _WS = re.compile(r"\s+")
 _FENCED = re.compile(r"```.*?```", re.S)
@@ -191,6 +198,21 @@ def _sentences(segment: str) -> list[str]:
 
 def split_units(text: str) -> list[Unit]:
     """Sentence-like units of ``text`` in order (see the module docstring)."""
+    return list(_split_units_cached(text))
+
+
+def clear_text_caches() -> None:
+    """Forget the per-text results (benchmarks measure a job on texts never seen before)."""
+    _split_units_cached.cache_clear()
+    citable_units.cache_clear()
+
+
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
+def _split_units_cached(text: str) -> tuple[Unit, ...]:
+    return tuple(_split_units(text))
+
+
+def _split_units(text: str) -> list[Unit]:
     units: list[Unit] = []
     position = 0
     for fenced in [*_FENCED.finditer(text), None]:
@@ -319,26 +341,30 @@ def content_tokens(text: str) -> list[str]:
     return out
 
 
-def similarity(a: AbstractSet[str], b: AbstractSet[str]) -> float:
-    """Jaccard similarity of two token sets (0 when both are empty)."""
-    return len(a & b) / len(a | b) if a | b else 0.0
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
+def citable_units(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The citable units of one text with their content-word sets, in order (kept per text:
+    every stage that counts citable sentences asks again for the same snippets)."""
+    return tuple(
+        (unit.text, frozenset(content_tokens(unit.text)))
+        for unit in split_units(text)
+        if is_citable(unit)
+    )
 
 
 def citable_sentences(texts: Iterable[str]) -> list[str]:
     """The distinct citable sentences of ``texts`` in order; a sentence that repeats an earlier
-    one (same words, or near-duplicate content words) is dropped."""
+    one (same words, or near-duplicate content words: ``pipeline.near_duplicates``) is
+    dropped."""
+    found = [unit for text in texts for unit in citable_units(text)]
+    index = NearDuplicates(token_frequency(tokens for _, tokens in found))
     kept: list[str] = []
     seen: set[str] = set()
-    token_sets: list[set[str]] = []
-    for text in texts:
-        for unit in split_units(text):
-            key = unit.text.lower()
-            if key in seen or not is_citable(unit):
-                continue
-            own = set(content_tokens(unit.text))
-            if any(similarity(own, other) >= NEAR_DUPLICATE for other in token_sets):
-                continue
-            seen.add(key)
-            token_sets.append(own)
-            kept.append(unit.text)
+    for sentence, tokens in found:
+        key = sentence.lower()
+        if key in seen or index.repeats(tokens):
+            continue
+        seen.add(key)
+        index.add(tokens)
+        kept.append(sentence)
     return kept
