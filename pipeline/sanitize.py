@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.domains import defuse_bare_domains, find_bare_domains, host_key, trim_link_tail
@@ -152,10 +153,16 @@ def urls_in_evidence_text(text: str) -> list[str]:
 def links_in_evidence_text(text: str, bare: bool = True) -> list[str]:
     """URLs and (with ``bare``) bare domains of evidence text, except those in sentences that
     address the bot."""
+    return list(_evidence_links(text, bare))
+
+
+# The gates and the renderer ask for the same snippets' links three times per job.
+@lru_cache(maxsize=4096)
+def _evidence_links(text: str, bare: bool) -> tuple[str, ...]:
     from pipeline.text import split_sentences
 
     find = find_links if bare else find_urls
-    return [u for sent in split_sentences(text) if not looks_injected(sent) for u in find(sent)]
+    return tuple(u for s in split_sentences(text) if not looks_injected(s) for u in find(s))
 
 
 def allowed_url_keys(
