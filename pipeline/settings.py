@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     llm_max_retries: int = 1  # per model, on 429/5xx/timeout, with backoff
     llm_temperature: float = 0.2
     llm_daily_budget_usd: float | None = None
+    # Shared by every worker through Redis (services/llm_limits.py); the offline model is never
+    # limited. "<model or provider>=<n>rpm,<n>tpm;..." e.g. "openai/gpt-4o-mini=500rpm,200000tpm".
+    llm_rate_limits: str = ""
+    llm_rate_limit_max_wait_seconds: float = 10.0  # then LLMRateLimitedError (the task retries)
+    # Reuse of a validated answer to the same messages and model, in Redis. Off by default: a
+    # hit needs the same evidence byte for byte, and a reprocess asks for a fresh answer.
+    llm_cache_ttl_seconds: int = 0
     max_tool_calls: int = 3
     project_context_path: Path = REPO_ROOT / "prompts" / "project_context.yaml"
 
