@@ -11,6 +11,7 @@ never a stack trace).
     │   ├── UpstreamRateLimited     HTTP 429 from a source API (carries retry_after seconds)
     │   ├── UpstreamServerError     HTTP 5xx from a source API
     │   ├── LLMTransientError       429/5xx/timeout from the model after litellm's own retries
+    │   ├── LLMRateLimitedError     our shared LLM rate limit stayed full for the bounded wait
     │   └── SlackRateLimited        Slack 429 (carries retry_after seconds)
     │       SlackServerError        Slack 5xx
     └── TerminalError               retrying cannot help
@@ -90,6 +91,13 @@ class UpstreamServerError(RetryableError):
 
 class LLMTransientError(RetryableError):
     user_message = "The language model is temporarily unavailable."
+
+
+class LLMRateLimitedError(RetryableError):
+    """The shared per-model limit (``LLM_RATE_LIMITS``) had no room within the bounded wait;
+    ``retry_after`` is when it will."""
+
+    user_message = "The language model is busy; the job will be retried."
 
 
 class SlackRateLimited(RetryableError):
