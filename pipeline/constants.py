@@ -97,7 +97,6 @@ JOB_ARCHIVE_KEY = KEY_PREFIX + "archive:{job_id}"
 FEEDBACK_TASK = "technoshare.record_feedback"
 START_JOB_TASK = "technoshare.start_job"
 FOLLOWUP_TASK = "technoshare.answer_followup"  # a question to the bot in one of its threads
-HELP_TASK = "technoshare.help_reply"  # a mention with no link, outside the bot's threads
 DIGEST_TASK = "technoshare.weekly_digest"
 
 # --- Celery task headers (propagated to every task of a chain, its retries and spawned tasks)

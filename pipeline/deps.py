@@ -1,6 +1,6 @@
 """What the stages depend on besides their input models, each typed by a Protocol.
 
-    StageDeps(settings, fetcher, prompts, context, poster, budget, llm_factory)
+    StageDeps(settings, fetcher, prompts, context, poster, budget, history, llm_factory)
 
 A driver (the Celery worker, ``technoshare run``, ``technoshare eval``, a test) builds one
 ``StageDeps`` and hands it to every stage function of ``pipeline.stages``; a test swaps any
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.models import Job, SlackMessage, StageUsage
+from pipeline.models import Job, JobCarry, SharedBefore, SlackMessage, StageUsage
 from pipeline.prompting import PromptSource
 from pipeline.settings import Settings
 
@@ -67,6 +67,29 @@ class Budget(Protocol):
     def record(self, usage: StageUsage) -> None: ...
 
 
+class History(Protocol):
+    """The team's history of answered links (``pipeline.history``; Redis for the workers)."""
+
+    def related(self, carry: JobCarry) -> list[SharedBefore]:
+        """Earlier links of the channel close to this job (its evidence, facts and, once
+        written, commentary)."""
+        ...
+
+    def remember(self, carry: JobCarry, reply_ts: str) -> None:
+        """Keep a posted job: for "Shared before", follow-up questions and the digest."""
+        ...
+
+
+class NoHistory:
+    """Remembers nothing (``technoshare run``, eval, unit tests)."""
+
+    def related(self, carry: JobCarry) -> list[SharedBefore]:
+        return []
+
+    def remember(self, carry: JobCarry, reply_ts: str) -> None:
+        return None
+
+
 class NoBudget:
     """No daily limit (``LLM_DAILY_BUDGET_USD`` unset, or an in-process run)."""
 
@@ -110,6 +133,7 @@ class StageDeps:
     context: ProjectContext
     poster: ReplyPoster = field(default_factory=KeepReply)
     budget: Budget = field(default_factory=NoBudget)
+    history: History = field(default_factory=NoHistory)
     llm_factory: Callable[[Settings], LLM] = build_llm
     # stage name -> a function run instead of the stage (doubles in tests of the queue
     # machinery, which are about delivery, not about what a stage computes)

@@ -26,8 +26,15 @@ class _Model(BaseModel):
 
 
 # --- the job ---------------------------------------------------------------------------------
+class JobKind(StrEnum):
+    link = "link"  # a shared link: the stage chain, a commentary
+    followup = "followup"  # a question in the thread of one of the bot's replies
+    help = "help"  # a mention with nothing to act on: the one-line help
+
+
 class Job(_Model):
-    """One link from one Slack message: the unit of work."""
+    """One link from one Slack message: the unit of work (or, for ``kind`` followup/help, one
+    mention of the bot to answer; ``url`` is then the link the thread is about, if any)."""
 
     job_id: str
     channel_id: str = "local"
@@ -38,6 +45,7 @@ class Job(_Model):
     url: str
     canonical_url: str
     created_at: datetime = Field(default_factory=utcnow)
+    kind: JobKind = JobKind.link
 
     @property
     def reply_thread_ts(self) -> str:
@@ -185,6 +193,18 @@ class SimilarTech(_Model):
     url: str | None = None
 
 
+class SharedBefore(_Model):
+    """An earlier link answered in this channel whose content is close to this one (the
+    team's history, ``pipeline.history``): shown as "Shared before", never written by a model."""
+
+    job_id: str
+    title: str
+    url: str  # the link shared then
+    permalink: str | None = None  # the bot's reply thread, when Slack gave one
+    shared_at: datetime
+    score: float = 0.0  # BM25, as a fraction of a perfect match
+
+
 class Commentary(_Model):
     tldr: list[str]
     summary: str
@@ -192,6 +212,8 @@ class Commentary(_Model):
     similar_tech: list[SimilarTech] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     extractive: bool = False  # True when written by the offline extractive model
+    # filled by the stage from the team's history after the model answered (never by a model)
+    shared_before: list[SharedBefore] = Field(default_factory=list)
     usage: StageUsage = Field(default_factory=StageUsage)
 
     @field_validator("tags")

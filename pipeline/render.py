@@ -166,6 +166,19 @@ def _similar_lines(commentary: Commentary, allowed: set[str]) -> list[str]:
     return lines
 
 
+def shared_before_lines(commentary: Commentary, job: Job) -> list[str]:
+    """ "Shared before: <thread|title> (N days ago)" for each close earlier link of the channel
+    (from the team's history, so the thread link is one the bot itself was given by Slack)."""
+    from pipeline.history import days_ago
+
+    lines = []
+    for item in commentary.shared_before:
+        title = " ".join(strip_mentions(item.title).split()) or item.url
+        label = slack_link(item.permalink, title) if item.permalink else f"*{escape_text(title)}*"
+        lines.append(f"• Shared before: {label} ({days_ago(item.shared_at, job.created_at)})")
+    return lines
+
+
 # --- the three replies ------------------------------------------------------------------------
 def commentary_blocks(
     job: Job,
@@ -185,7 +198,8 @@ def commentary_blocks(
     blocks += _sections("*TL;DR*", _bullets(commentary.tldr, allowed), "\n", limit)
     blocks += _sections("*Summary*", split_sentences(summary) or [summary], " ", limit)
     blocks += _sections("*For our themes*", _bullets(commentary.projects, allowed), "\n", limit)
-    similar = _similar_lines(commentary, allowed) or ["_none identified_"]
+    similar = _similar_lines(commentary, allowed) + shared_before_lines(commentary, job)
+    similar = similar or ["_none identified_"]
     blocks += _sections("*Similar tech*", similar, "\n", limit)
     parts = _context_parts(job, evidence, facts, commentary)
     if commentary.extractive:

@@ -94,8 +94,11 @@ def _commentary(carry: JobCarry, deps: StageDeps, feedback: list[str] | None) ->
 
 
 def stage_b(carry: JobCarry, deps: StageDeps) -> Commentary:
-    """The commentary, written from the facts and the team context (never the raw text)."""
-    return _commentary(carry, deps, None)
+    """The commentary, written from the facts and the team context (never the raw text), and
+    the channel's earlier links close to this one ("Shared before", from the team's history)."""
+    commentary = _commentary(carry, deps, None)
+    shared = deps.history.related(carry.model_copy(update={"commentary": commentary}))
+    return commentary.model_copy(update={"shared_before": shared})
 
 
 def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
@@ -115,6 +118,8 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
         settings=deps.settings,
         context=deps.context,
     )
+    if report.repaired:  # the repair re-ran the model only: the history found stays
+        commentary = commentary.model_copy(update={"shared_before": draft.shared_before})
     if report.passed:
         message = render_commentary(job, evidence, facts, commentary, report, deps.settings)
     else:
@@ -130,9 +135,12 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
 
 
 def slack_post(carry: JobCarry, deps: StageDeps) -> PostedReply:
-    """Post the reply (exactly once per job attempt, whatever the redeliveries)."""
+    """Post the reply (exactly once per job attempt, whatever the redeliveries), then keep the
+    job in the team's history (for "Shared before", follow-up questions and the digest)."""
     message = carry.need("review").message
-    return PostedReply(ts=deps.poster.post(carry.job, carry.attempt, message), message=message)
+    ts = deps.poster.post(carry.job, carry.attempt, message)
+    deps.history.remember(carry, ts)
+    return PostedReply(ts=ts, message=message)
 
 
 def with_budget_note(message: SlackMessage, max_blocks: int) -> SlackMessage:

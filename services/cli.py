@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("services.doctor:main", "Check MLflow, Redis, workers, Slack and the LLM."),
     "eval": ("eval.runner:main", "Run the evaluation suite."),
     "report": ("eval.report:main", "Write the offline HTML quality report."),
+    "digest": ("services.digest:main", "Print (or post) a channel's links of the last N days."),
 }
 
 

@@ -21,9 +21,10 @@ import redis
 
 from pipeline.constants import START_JOB_TASK
 from pipeline.links import canonical_url, extract_links
-from pipeline.models import Job
+from pipeline.models import Job, JobKind
 from pipeline.settings import Settings
 from services.feedback import FEEDBACK_TASK, SendFeedback, reaction_feedback
+from services.history_store import RedisHistory
 from services.job_store import JobStore
 from services.slack_client import EYES, SlackSink
 
@@ -146,6 +147,7 @@ class IngestService:
         self.sink = sink
         self.send_feedback = send_feedback
         self.retry = retry or RedisRetry(settings.ingest_redis_retry_seconds)
+        self.threads = RedisHistory(store.r, settings)  # which jobs replied in which thread
 
     def _undo(self, what: str, call: Callable[..., Any], *args: Any) -> None:
         """Release a claim after a failure, best effort: the failure is what gets reported."""
@@ -176,7 +178,10 @@ class IngestService:
                     if self.send_feedback is not None:
                         self._publish("send feedback", self.send_feedback, feedback)
                     return []
-            return self._enqueue_links(self._wanted(event))
+            wanted = self._wanted(event)
+            if wanted is not None and not wanted[2]:  # a mention with no link
+                return self._mention(wanted[0], wanted[1])
+            return self._enqueue_links(wanted)
         except Exception:
             if event_id:  # let Slack's retry of this event through
                 self._undo("release event", self.store.release_event, event_id)
@@ -219,6 +224,26 @@ class IngestService:
             return None
         return message, channel, links
 
+    def _mention(self, event: dict[str, Any], channel: str) -> list[Job]:
+        """A mention without a link: in the thread of one of our replies, a follow-up question
+        answered from that job; anywhere else, the one-line help. Both are jobs of their own
+        (claimed, stored, posted once), keyed by the mention's ts."""
+        ts, thread_ts = text_field(event, "ts"), text_field(event, "thread_ts")
+        if not ts:
+            return []
+        answered: list[str] = []
+        if thread_ts and thread_ts != ts:
+            answered = self.retry("find thread", self.threads.thread_jobs, channel, thread_ts)
+        if answered:
+            first = self.retry("read job", self.store.get, answered[0])
+            url = first.job.url if first is not None else ""
+            kind = JobKind.followup
+        else:
+            url, kind = "", JobKind.help
+        job = self._job(channel, ts, event, url, message_ts=ts, thread_ts=thread_ts or ts,
+                        kind=kind)  # fmt: skip
+        return [job] if job is not None else []
+
     def _links(self, message: dict[str, Any]) -> list[str]:
         blocks = message.get("blocks")
         return extract_links(
@@ -249,13 +274,16 @@ class IngestService:
         *,
         message_ts: str,
         thread_ts: str | None,
+        kind: JobKind = JobKind.link,
     ) -> Job | None:
-        """Claim (channel, key, link) and enqueue its job; None when claimed before."""
-        canonical = canonical_url(url)
-        if not self.retry("claim link", self.store.claim_message_link, channel, key, canonical):
+        """Claim (channel, key, link) and enqueue its job; None when claimed before. A
+        follow-up or help job claims its kind instead of a link (one per mention)."""
+        canonical = canonical_url(url) if url else ""
+        claimed = canonical if kind == JobKind.link else f"{kind}:"
+        if not self.retry("claim link", self.store.claim_message_link, channel, key, claimed):
             return None  # this link of this message is queued already
         job = Job(
-            job_id=Job.make_id(channel, key, canonical),
+            job_id=Job.make_id(channel, key, claimed),
             channel_id=channel,
             message_ts=message_ts,
             thread_ts=thread_ts,
@@ -263,6 +291,7 @@ class IngestService:
             message_text=text_field(message, "text")[:MAX_MESSAGE_TEXT],
             url=url,
             canonical_url=canonical,
+            kind=kind,
         )
         try:
             if self.retry("create job", self.store.create, job):
@@ -271,9 +300,9 @@ class IngestService:
                 except Exception:  # broker down: undo, so Slack's retry of the event gets through
                     self._undo("delete job", self.store.delete, job.job_id)
                     raise
-                log.info("queued job %s for %s in %s/%s", job.job_id, canonical, channel, key)
+                log.info("queued job %s for %s in %s/%s", job.job_id, claimed, channel, key)
         except Exception:
-            self._undo("release link", self.store.release_message_link, channel, key, canonical)
+            self._undo("release link", self.store.release_message_link, channel, key, claimed)
             raise
         return job
 
@@ -298,8 +327,10 @@ class IngestService:
 
     # --- after the response -----------------------------------------------------------------
     def react_queued(self, jobs: list[Job]) -> None:
-        """👀 on each message with new jobs. Best effort: never fails the request."""
-        for channel, ts in {(j.channel_id, j.message_ts) for j in jobs if j.message_ts}:
+        """👀 on each message with new link jobs (a follow-up or help reply gets none: no chain
+        will turn it into ✅). Best effort: never fails the request."""
+        linked = {(j.channel_id, j.message_ts) for j in jobs if j.message_ts and j.kind == "link"}
+        for channel, ts in linked:
             try:
                 self.sink.add_reaction(channel, ts, EYES)
             except Exception as exc:  # noqa: BLE001 - cosmetic

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.deps import Budget, NoBudget, ReplyPoster, StageDeps
+from pipeline.deps import Budget, History, NoBudget, NoHistory, ReplyPoster, StageDeps
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def build_deps(
     fetcher: SafeFetcher | None = None,
     poster: ReplyPoster | None = None,
     budget: Budget | None = None,
+    history: History | None = None,
 ) -> StageDeps:
     from pipeline.context import load_project_context
     from pipeline.deps import KeepReply
@@ -55,4 +56,5 @@ def build_deps(
         context=load_project_context(settings=settings),
         poster=poster or KeepReply(),
         budget=budget or NoBudget(),
+        history=history or NoHistory(),
     )

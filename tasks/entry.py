@@ -26,7 +26,7 @@ from eval.health import ops_message
 from observability.recorder import get_recorder
 from pipeline.constants import HEADER_PARENT_RUN_ID, START_JOB_TASK
 from pipeline.errors import RetryableError, TerminalError
-from pipeline.models import Job, JobCarry, Outcome, SlackMessage
+from pipeline.models import Job, JobCarry, JobKind, Outcome, SlackMessage
 from pipeline.render import render_error
 from pipeline.stages import STAGES, one_line
 from services.job_store import FINAL_STATUSES, JobRecord, JobStatus, JobStore
@@ -53,6 +53,10 @@ def start(task: Any, job_id: str, *, reprocess: bool) -> dict[str, Any]:
     store = runtime.store()
     record = store.require(job_id)
     job = record.job
+    if job.kind != JobKind.link:  # a mention to answer: no chain (tasks/conversation.py)
+        from tasks.conversation import start_conversation
+
+        return start_conversation(task, job)
     if not reprocess:  # a reprocess re-runs the job whatever the link's memory says
         other = link_answered_by(store, job)
         if other:

@@ -15,6 +15,7 @@ from celery.signals import worker_process_init
 
 from pipeline.deps import StageDeps
 from pipeline.settings import Settings, get_settings, reset_settings_cache
+from services.history_store import RedisHistory
 from services.job_store import JobStore
 from services.slack_client import SlackSink, make_sink
 
@@ -31,6 +32,11 @@ def store() -> JobStore:
 @lru_cache(maxsize=1)
 def sink() -> SlackSink:
     return make_sink(settings())
+
+
+@lru_cache(maxsize=1)
+def history() -> RedisHistory:
+    return RedisHistory.from_settings(settings(), permalink=sink().permalink)
 
 
 DepsFactory = Callable[[], StageDeps]
@@ -52,7 +58,8 @@ def deps() -> StageDeps:
 
 def worker_deps() -> StageDeps:
     """What every stage task of this process hands its stage: the same wiring as ``technoshare
-    run`` plus the idempotent Slack poster and the daily LLM budget in Redis."""
+    run`` plus the idempotent Slack poster, the daily LLM budget and the team's history, in
+    Redis."""
     from services.budget import RedisBudget
     from services.posting import IdempotentPoster
     from services.wiring import build_deps
@@ -62,6 +69,7 @@ def worker_deps() -> StageDeps:
         s,
         poster=IdempotentPoster(store(), sink()),
         budget=RedisBudget(store().r, s.llm_daily_budget_usd),
+        history=history(),
     )
 
 
@@ -70,6 +78,7 @@ def reset() -> None:
     reset_settings_cache()
     store.cache_clear()
     sink.cache_clear()
+    history.cache_clear()
     deps.cache_clear()
 
 

@@ -1,7 +1,8 @@
 """Quality monitoring tasks. Periodic (``celery -A tasks beat``): a weekly eval run, a daily
 health summary, and a frequent alert check that posts each breach once (see ``eval/health.py``).
 On demand: ``technoshare.record_feedback`` (``tasks/feedback.py``, imported here so the app that
-imports this module registers it), 👍/👎 reactions as MLflow feedback.
+imports this module registers it), 👍/👎 reactions as MLflow feedback; the conversation tasks
+(``tasks/conversation.py``: follow-up answers, help, the opt-in weekly digest), likewise.
 
 ``BEAT_SCHEDULE`` is merged into the app's ``beat_schedule``. This module stays import-light
 (celery and settings only; ``tasks.app`` imports it): the tasks are ``shared_task``s bound to the
@@ -26,8 +27,8 @@ from typing import Any
 from celery import shared_task
 from celery.schedules import crontab
 
-from pipeline.constants import QUEUE_IO
-from tasks import feedback  # noqa: F401 - registers technoshare.record_feedback with the app
+from pipeline.constants import DIGEST_TASK, QUEUE_IO
+from tasks import conversation, feedback  # registers their tasks with the app that imports this
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,13 @@ WEEKLY_EVAL = "technoshare.weekly_eval"
 DAILY_HEALTH = "technoshare.daily_health"
 CHECK_ALERTS = "technoshare.check_alerts"
 
-ROUTES = {WEEKLY_EVAL: QUEUE_IO, DAILY_HEALTH: QUEUE_IO, CHECK_ALERTS: QUEUE_IO, **feedback.ROUTES}
+ROUTES = {
+    WEEKLY_EVAL: QUEUE_IO,
+    DAILY_HEALTH: QUEUE_IO,
+    CHECK_ALERTS: QUEUE_IO,
+    **feedback.ROUTES,
+    **conversation.ROUTES,
+}
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "weekly-eval": {
@@ -51,6 +58,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": DAILY_HEALTH,
         "schedule": crontab(minute=0, hour=8),  # 08:00 UTC, the previous 24 hours
         "options": {"expires": 3600},
+    },
+    "weekly-digest": {  # does nothing unless DIGEST_ENABLED=true
+        "task": DIGEST_TASK,
+        "schedule": crontab(minute=0, hour=7, day_of_week="mon"),  # Monday 07:00 UTC
+        "options": {"expires": 12 * 3600},
     },
     "check-alerts": {
         "task": CHECK_ALERTS,

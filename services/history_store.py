@@ -1,0 +1,167 @@
+"""The team's history in Redis: answered links ("Shared before", the weekly digest), which jobs
+replied in which thread, and what each of them read (follow-up questions).
+
+    ts:history:<channel>          sorted set: job id -> posted at (unix s), newest kept
+    ts:history:entry:<job>        JSON ``HistoryEntry``                TTL HISTORY_TTL_DAYS
+    ts:thread:<channel>:<ts>      set of the job ids that replied in the thread
+    ts:archive:<job>              zlib JSON ``ArchivedJob``        TTL FOLLOWUP_WINDOW_DAYS
+
+Written once per posted job by ``slack_post`` (``remember``), in one pipelined round trip; an
+entry whose job is reprocessed is replaced, not doubled (the job id is the member). Reading
+"Shared before" costs one ZREVRANGE and one MGET of at most ``HISTORY_MAX_ENTRIES`` entries.
+Imports only redis and the pipeline models: the ingest process uses the thread index.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.constants import HISTORY_ENTRY_KEY, HISTORY_KEY, JOB_ARCHIVE_KEY, THREAD_JOBS_KEY
+from pipeline.followup import ArchivedJob
+from pipeline.history import HistoryEntry, entry_for, related, title_of
+from pipeline.models import (
+    Evidence,
+    Facts,
+    Job,
+    JobCarry,
+    Outcome,
+    SharedBefore,
+    StageUsage,
+)
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Permalink = Callable[[str, str], str | None]  # (channel, ts) -> the message's permalink
+DAY = 24 * 3600
+
+
+def archive_of(job: Job, evidence: Evidence, facts: Facts, title: str) -> ArchivedJob:
+    """What a follow-up is answered from: the snippets read (Stage A's fetches included) and
+    the facts, without the accounting."""
+    slim = facts.model_copy(update={"fetched_snippets": [], "usage": StageUsage()})
+    snippets = [*evidence.snippets, *facts.fetched_snippets]
+    return ArchivedJob(job=job, title=title, snippets=snippets, facts=slim)
+
+
+def dump_archive(archive: ArchivedJob) -> bytes:
+    return zlib.compress(archive.model_dump_json().encode(), 6)
+
+
+def load_archive(data: bytes) -> ArchivedJob:
+    return ArchivedJob.model_validate_json(zlib.decompress(data))
+
+
+class RedisHistory:
+    """The ``pipeline.deps.History`` of the workers, plus the reads of ingest, follow-ups and
+    the digest. ``permalink`` turns the reply's ts into the link "Shared before" shows."""
+
+    def __init__(self, client: Any, settings: Settings, permalink: Permalink | None = None):
+        self.r = client  # a bytes client: archives are compressed (decode_responses=False)
+        self.settings = settings
+        self.permalink = permalink
+
+    @classmethod
+    def from_settings(cls, settings: Settings, permalink: Permalink | None = None) -> RedisHistory:
+        import redis
+
+        return cls(redis.Redis.from_url(settings.redis_url), settings, permalink)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.history_ttl_days > 0
+
+    # --- History protocol --------------------------------------------------------------------
+    def related(self, carry: JobCarry) -> list[SharedBefore]:
+        if not self.enabled or carry.evidence is None or carry.facts is None:
+            return []
+        entries = self.entries(carry.job.channel_id)
+        return related(carry.job, carry.evidence, carry.facts, carry.commentary, entries)
+
+    def remember(self, carry: JobCarry, reply_ts: str) -> None:
+        """Keep a posted job: its thread and archive for follow-ups, and, when its commentary
+        was posted, its history entry. A job with no evidence (a failure note) is not kept."""
+        job, review = carry.job, carry.review
+        if not self.enabled or carry.evidence is None or carry.facts is None or review is None:
+            return
+        title = title_of(job, carry.evidence, carry.facts)
+        archive = archive_of(job, carry.evidence, carry.facts, title)
+        posted = review.message.outcome == Outcome.success
+        entry = None
+        if posted:
+            link = self._permalink(job.channel_id, reply_ts or job.reply_thread_ts)
+            entry = entry_for(job, carry.evidence, carry.facts, review.commentary, link)
+        self.store(archive, entry)
+
+    # --- writes ------------------------------------------------------------------------------
+    def store(self, archive: ArchivedJob, entry: HistoryEntry | None) -> None:
+        job, s = archive.job, self.settings
+        window = max(1, s.followup_window_days) * DAY
+        thread = THREAD_JOBS_KEY.format(channel_id=job.channel_id, thread_ts=job.reply_thread_ts)
+        pipe = self.r.pipeline(transaction=False)
+        if job.reply_thread_ts:
+            pipe.sadd(thread, job.job_id)
+            pipe.expire(thread, window)
+        pipe.set(JOB_ARCHIVE_KEY.format(job_id=job.job_id), dump_archive(archive), ex=window)
+        if entry is not None:
+            ttl = s.history_ttl_days * DAY
+            index = HISTORY_KEY.format(channel_id=entry.channel_id)
+            pipe.set(HISTORY_ENTRY_KEY.format(job_id=entry.job_id), entry.model_dump_json(), ex=ttl)
+            pipe.zadd(index, {entry.job_id: entry.shared_at.timestamp()})
+            pipe.zremrangebyscore(index, "-inf", time.time() - ttl)
+            pipe.zremrangebyrank(index, 0, -s.history_max_entries - 1)
+            pipe.expire(index, ttl)
+        pipe.execute()
+
+    def _permalink(self, channel: str, ts: str) -> str | None:
+        if self.permalink is None or not ts:
+            return None
+        try:
+            return self.permalink(channel, ts)
+        except Exception as exc:  # noqa: BLE001 - the entry is still worth keeping without it
+            log.warning("no permalink for %s/%s: %s", channel, ts, exc)
+            return None
+
+    # --- reads -------------------------------------------------------------------------------
+    def entries(self, channel: str, since: datetime | None = None) -> list[HistoryEntry]:
+        """The channel's entries, newest first (since ``since`` when given)."""
+        index = HISTORY_KEY.format(channel_id=channel)
+        low = since.timestamp() if since else "-inf"
+        ids = self.r.zrevrangebyscore(
+            index, "+inf", low, start=0, num=self.settings.history_max_entries
+        )
+        if not ids:
+            return []
+        keys = [HISTORY_ENTRY_KEY.format(job_id=_text(i)) for i in ids]
+        found = []
+        for raw in self.r.mget(keys):
+            if raw:  # expired since (the index is pruned lazily)
+                try:
+                    found.append(HistoryEntry.model_validate_json(raw))
+                except ValueError:
+                    log.warning("unreadable history entry skipped")
+        return found
+
+    def thread_jobs(self, channel: str, thread_ts: str) -> list[str]:
+        """The jobs that replied in this thread (oldest first by id), [] when none."""
+        key = THREAD_JOBS_KEY.format(channel_id=channel, thread_ts=thread_ts)
+        return sorted(_text(m) for m in self.r.smembers(key))
+
+    def archives(self, job_ids: list[str]) -> list[ArchivedJob]:
+        if not job_ids:
+            return []
+        raws = self.r.mget([JOB_ARCHIVE_KEY.format(job_id=j) for j in job_ids])
+        return [load_archive(raw) for raw in raws if raw]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def since_days(days: float, now: datetime | None = None) -> datetime:
+    return datetime.fromtimestamp((now or datetime.now(UTC)).timestamp() - days * DAY, tz=UTC)
