@@ -1,8 +1,10 @@
 """``offline/extractive``: the default model when none is configured. It never writes a claim.
 
-A litellm custom provider (``litellm.CustomLLM`` in ``litellm.custom_provider_map``, registered
-with zero cost so ``completion_cost`` works) that answers the two stage prompts by SELECTING
-sentences from the data blocks in the prompt:
+:func:`complete` answers the two stage prompts by SELECTING sentences from the data blocks in
+the prompt; ``pipeline.llm.LLMClient`` calls it directly when every model of a stage is offline,
+so the offline path never imports litellm (seconds of start-up). :func:`register` also makes it
+a litellm custom provider (``pipeline.offline_litellm``), for a Router that falls back to it
+after a real model:
 
 - Stage A (``ANSWER-FORMAT: technoshare.facts/v1``): the most salient sentences of the
   ``EVIDENCE``/``TOOL_RESULT`` snippets (list items and lines only when sentences run out), each
@@ -24,11 +26,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
-
-import litellm
-from litellm import CustomLLM
-from litellm.types.utils import ModelResponse, Usage
 
 from pipeline.context import ProjectContext, parse_project_context
 from pipeline.errors import ConfigError
@@ -54,8 +54,10 @@ __all__ = [
     "MODEL",
     "PROVIDER",
     "Candidate",
+    "OfflineAnswer",
     "answer",
     "candidates",
+    "complete",
     "is_offline_model",
     "register",
     "top",
@@ -69,16 +71,6 @@ MAX_TAGS = 8
 GATE_PROJECT_FLOOR = 2  # GATE_MIN_PROJECT_BULLETS' default: the bullets the gate requires
 ASKED_PROJECT_FLOOR = 3  # stage_b.MIN_PROJECT_BULLETS: what the marker asks of any model
 
-_ZERO_COST = {
-    "input_cost_per_token": 0.0,
-    "output_cost_per_token": 0.0,
-    "cache_creation_input_token_cost": 0.0,
-    "cache_read_input_token_cost": 0.0,
-    "max_input_tokens": 1_000_000,
-    "max_output_tokens": 100_000,
-    "litellm_provider": PROVIDER,
-    "mode": "chat",
-}
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 # The similar tech note's glue, by the candidate's relation (pipeline.similar).
 _RELATION_NOTES = {
@@ -193,15 +185,20 @@ def _source_fields(messages_text: str) -> dict[str, str]:
 
 def _team_context(messages_text: str) -> ProjectContext | None:
     blocks = data_blocks(messages_text, "TEAM_CONTEXT")
-    if not blocks:
-        return None
+    return _parsed_context(blocks[0].body) if blocks else None
+
+
+@lru_cache(maxsize=8)
+def _parsed_context(body: str) -> ProjectContext | None:
+    """Parsed once per distinct block (the YAML parser is pure Python; the team context is the
+    same in every Stage B prompt of a process). Read-only for its callers."""
     try:
-        return parse_project_context(blocks[0].body, origin="prompt TEAM_CONTEXT block")
+        return parse_project_context(body, origin="prompt TEAM_CONTEXT block")
     except ConfigError:
         return None
 
 
-# --- the litellm provider ----------------------------------------------------------------
+# --- the call ---------------------------------------------------------------------------
 def _content(message: dict[str, Any]) -> str:
     content = message.get("content") or ""
     if isinstance(content, list):  # OpenAI content parts
@@ -224,37 +221,32 @@ def answer(messages: list[dict[str, Any]]) -> str:
     raise ValueError(f"offline/extractive cannot answer format {fmt}")
 
 
-class OfflineExtractiveLLM(CustomLLM):
-    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        # litellm passes everything by keyword (model, messages, model_response, ...).
-        model: str = kwargs["model"]
-        messages: list[dict[str, Any]] = kwargs["messages"]
-        response: ModelResponse = kwargs["model_response"]
-        try:
-            text = answer(messages)
-        except ValueError as exc:  # a permanent error: litellm must not retry it
-            raise litellm.BadRequestError(
-                message=str(exc), model=MODEL, llm_provider=PROVIDER
-            ) from exc
-        prompt_chars = sum(len(_content(m)) for m in messages)
-        response.choices[0].message.content = text  # type: ignore[union-attr]
-        response.model = f"{PROVIDER}/{model.split('/')[-1]}"
-        response.usage = Usage(  # type: ignore[attr-defined]
-            prompt_tokens=prompt_chars // 4 + 1,
-            completion_tokens=len(text) // 4 + 1,
-            total_tokens=prompt_chars // 4 + len(text) // 4 + 2,
-        )
-        return response
+@dataclass(frozen=True)
+class OfflineAnswer:
+    """One answer and its usage, counted as the litellm provider counts it (about 4
+    characters per token), so both paths record the same tokens."""
+
+    model: str
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
 
 
-_handler = OfflineExtractiveLLM()
+def complete(model: str, messages: list[dict[str, Any]]) -> OfflineAnswer:
+    """Answer ``messages`` as ``model`` (``offline/<name>``); ValueError when the prompt
+    cannot be answered (a permanent error)."""
+    text = answer(messages)
+    prompt_chars = sum(len(_content(m)) for m in messages)
+    return OfflineAnswer(
+        model=f"{PROVIDER}/{model.split('/')[-1]}",
+        content=text,
+        prompt_tokens=prompt_chars // 4 + 1,
+        completion_tokens=len(text) // 4 + 1,
+    )
 
 
 def register() -> None:
-    """Make ``offline/...`` models callable through litellm (idempotent)."""
-    if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
-        litellm.custom_provider_map = [
-            *litellm.custom_provider_map,
-            {"provider": PROVIDER, "custom_handler": _handler},
-        ]
-    litellm.register_model({MODEL: dict(_ZERO_COST)})
+    """Make ``offline/...`` models callable through litellm (idempotent; imports litellm)."""
+    from pipeline.offline_litellm import register_provider
+
+    register_provider(PROVIDER, MODEL, complete)
