@@ -72,6 +72,12 @@ MLFLOW_OUTBOX_DRAIN_SECONDS = 5.0
 LLM_SPEND_KEY = KEY_PREFIX + "llm:spend:{day}"
 LLM_SPEND_TTL_SECONDS = 2 * 24 * 3600
 
+# The shared LLM rate-limit window of a model or provider (sorted set: one member per call let
+# through, "<id>:<tokens>", scored by Redis time in ms). Expires with its window.
+LLM_RATE_KEY = KEY_PREFIX + "llm:rate:{limit_key}"
+# A validated LLM answer ({"model", "content"} JSON) by cache key. TTL: LLM_CACHE_TTL_SECONDS.
+LLM_CACHE_KEY = KEY_PREFIX + "llm:cache:{key}"
+
 # Alerts already sent for a breach (SET NX). TTL: 1 day, one alert per breach per day.
 ALERT_SENT_KEY = KEY_PREFIX + "alert:{name}:{day}"
 ALERT_SENT_TTL_SECONDS = 24 * 3600
