@@ -186,7 +186,8 @@ class Settings(BaseSettings):
     def model_for(self, stage: str) -> str:
         if stage == "stage_a" and self.llm_model_stage_a:
             return self.llm_model_stage_a
-        if stage == "stage_b" and self.llm_model_stage_b:
+        # follow-up answers are written like the commentary: by the Stage B model
+        if stage in ("stage_b", "followup") and self.llm_model_stage_b:
             return self.llm_model_stage_b
         return self.llm_model
 
