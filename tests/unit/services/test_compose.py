@@ -33,7 +33,7 @@ def test_compose_file_validates_against_the_compose_spec():
 
 def test_every_role_is_there_and_starts_after_its_dependencies_are_healthy(compose):
     services = compose["services"]
-    assert set(services) >= {"redis", "mlflow", "ingest", *WORKERS, "beat", "flower"}
+    assert set(services) >= {"redis", "postgres", "mlflow", "ingest", *WORKERS, "beat", "flower"}
     for name, svc in services.items():
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert cond == {"condition": "service_healthy"}, (name, dep)
@@ -75,7 +75,7 @@ def test_only_ingest_and_dashboards_are_published_and_only_on_loopback(compose):
 def test_secrets_are_required_not_defaulted(compose):
     text = COMPOSE.read_text()
     for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "FLOWER_BASIC_AUTH", "REDIS_PASSWORD",
-                "MLFLOW_ADMIN_PASSWORD"):  # fmt: skip
+                "MLFLOW_ADMIN_PASSWORD", "MLFLOW_DB_PASSWORD"):  # fmt: skip
         assert re.search(r"\$\{" + var + r":\?[^}]+\}", text), var
     assert not re.search(r"(TOKEN|SECRET|KEY|AUTH|PASSWORD)\s*:\s*['\"]?[A-Za-z0-9]{8,}", text)
 
@@ -108,7 +108,7 @@ def test_redis_requires_a_password_and_every_client_url_carries_it(compose):
     assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])  # the check authenticates
     for name, svc in compose["services"].items():
         url = (svc.get("environment") or {}).get("REDIS_URL")
-        if name not in ("redis", "mlflow"):  # the MLflow server does not use Redis
+        if name not in ("redis", "postgres", "mlflow"):  # the MLflow server does not use Redis
             assert url and url.startswith("redis://:${REDIS_PASSWORD:?"), name
 
 
@@ -154,11 +154,10 @@ def test_redis_is_durable_and_mlflow_uses_the_field_notes_flags(compose):
     mlflow = compose["services"]["mlflow"]
     cmd = mlflow["command"]
     assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert cmd[cmd.index("--workers") + 1] == "2"
+    assert cmd[cmd.index("--workers") + 1] == "${MLFLOW_SERVER_WORKERS:-2}"
     assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
     assert "mlflow:*" in cmd[cmd.index("--allowed-hosts") + 1]
-    assert cmd[cmd.index("--backend-store-uri") + 1].startswith("sqlite:////data/")
-    assert any(v.endswith(":/data") for v in mlflow["volumes"])
+    assert any(v.endswith(":/data") for v in mlflow["volumes"])  # artifacts, auth users
 
 
 def test_dockerfile_builds_one_image_per_role_with_its_own_extras(compose):
@@ -173,3 +172,35 @@ def test_dockerfile_builds_one_image_per_role_with_its_own_extras(compose):
             assert svc["build"]["target"] in stages
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", ".git", ".venv", ".technoshare"} <= set(ignored)
+
+
+def test_mlflow_stores_its_runs_in_postgres_with_the_driver_in_its_image(compose):
+    """The server writes PostgreSQL (every server worker at once: docs/SCALING.md), reached on
+    the compose network only, its password required and never on a command line."""
+    services = compose["services"]
+    postgres, mlflow = services["postgres"], services["mlflow"]
+    assert re.fullmatch(r"postgres:\d+\.\d+(-alpine)?", postgres["image"])  # a minor release
+    assert "ports" not in postgres
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+    assert "postgres-data" in compose["volumes"]
+    assert "pg_isready" in str(postgres["healthcheck"]["test"])
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${MLFLOW_DB_PASSWORD:?")
+    assert mlflow["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+    uri = mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert uri.startswith("postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD:?")
+    assert uri.endswith("@postgres:5432/" + postgres["environment"]["POSTGRES_DB"])
+    cmd = mlflow["command"]
+    assert "--backend-store-uri" not in cmd and "MLFLOW_DB_PASSWORD" not in str(cmd)
+    artifacts = cmd[cmd.index("--artifacts-destination") + 1]
+    assert any(artifacts.startswith(v.split(":", 1)[1]) for v in mlflow["volumes"]), artifacts
+    assert "MLFLOW_SERVER_WORKERS" in cmd[cmd.index("--workers") + 1]
+
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    server = extras["optional-dependencies"]["server"]
+    assert any(d.startswith("psycopg2-binary") for d in server), server
+    dockerfile = (REPO / "Dockerfile").read_text()
+    target = dockerfile.split("AS mlflow", 1)[1].split("\nFROM ", 1)[0]
+    assert 'pip install ".[server]"' in target and 'python -c "import psycopg2"' in target
