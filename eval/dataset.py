@@ -6,7 +6,9 @@ Each example is a link as it is shared in Slack plus what a good commentary on i
   layout as the shared corpus), so the suite runs offline and large HTML is not duplicated;
 - ``expected_themes``: the team themes (``prompts/project_context.yaml``) a good commentary may
   lead with; any one of them matches. ``General`` means no team theme fits;
-- ``must_mention``: terms taken verbatim from the source that the commentary should contain.
+- ``must_mention``: terms taken verbatim from the source that the commentary should contain;
+- ``followups``: questions asked in the reply's thread, answered from the job's evidence
+  (``pipeline.followup``), with the terms each answer must contain or ``does_not_say``.
 
 ``load_dataset`` validates strictly (unknown fields are errors) and names the example and the
 field of the first problem: ``example 'gh-httpx' (#12): field 'must_mention': ...``.
@@ -47,6 +49,15 @@ class RecordedRef(_Strict):
     id: str = Field(min_length=1)
 
 
+class FollowupCase(_Strict):
+    """A question asked in the thread of the example's reply, and what its answer must do:
+    contain each of ``answer_has`` (case-insensitive), or say the source does not say."""
+
+    question: str = Field(min_length=1)
+    answer_has: list[str] = Field(default_factory=list)
+    does_not_say: bool = False
+
+
 class EvalExample(_Strict):
     id: str = Field(pattern=_ID_PATTERN)
     url: str = Field(pattern=r"^https?://\S+$")
@@ -57,6 +68,7 @@ class EvalExample(_Strict):
     must_mention: list[str] = Field(default_factory=list)
     language: str = "en"
     notes: str = ""
+    followups: list[FollowupCase] = Field(default_factory=list)
     # needs_review: added from a 👎 (``technoshare eval add-from-feedback``); a person fills
     # expected_themes and must_mention, then sets "ready". Only ready examples are evaluated.
     status: Literal["ready", "needs_review"] = "ready"

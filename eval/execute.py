@@ -35,10 +35,44 @@ class ExampleRun:
 
     @property
     def expectations(self) -> dict[str, Any]:
-        return {
-            "expected_themes": self.example.expected_themes,
-            "must_mention": self.example.must_mention,
-        }
+        return expectations_of(self.example)
+
+
+def expectations_of(example: EvalExample) -> dict[str, Any]:
+    return {
+        "expected_themes": example.expected_themes,
+        "must_mention": example.must_mention,
+        "followups": [f.model_dump() for f in example.followups],
+    }
+
+
+def answer_followups(example: EvalExample, result: PipelineResult, deps: Any) -> list[dict]:
+    """Each follow-up question answered as the worker would, from this run's evidence and
+    facts (the offline model: the extractive answer)."""
+    from pipeline.errors import TechnoShareError
+    from pipeline.followup import ArchivedJob, answer_followup
+    from pipeline.offline_model import is_offline_model
+
+    if not example.followups or result.evidence is None or result.facts is None:
+        return []
+    job, facts = result.job, result.facts
+    archive = ArchivedJob(
+        job=job, title=(facts.title or result.evidence.title or job.url),
+        snippets=[*result.evidence.snippets, *facts.fetched_snippets], facts=facts,
+    )  # fmt: skip
+    llm = None if is_offline_model(deps.settings.model_for("followup")) else deps.llm
+    answers = []
+    for case in example.followups:
+        try:
+            answer = answer_followup(case.question, [archive], llm=llm, prompts=deps.prompts)
+        except TechnoShareError as exc:  # the model failed: this answer fails, the run goes on
+            answers.append({"question": case.question, "text": f"error: {exc}",
+                            "does_not_say": False, "gates_passed": False})  # fmt: skip
+            continue
+        answers.append({"question": case.question, "text": answer.text,
+                        "does_not_say": answer.source_does_not_say,
+                        "gates_passed": answer.report.passed})  # fmt: skip
+    return answers
 
 
 class Progress:
@@ -131,11 +165,10 @@ def run_example(example: EvalExample, deps: Any) -> ExampleRun:
         cost = 0.0
     else:
         outputs = outputs_from_result(result)
+        outputs["followups"] = answer_followups(example, result, deps)
         models, cost = _usage_of(result)
     duration = time.perf_counter() - started
-    scores = score_example(
-        outputs, {"expected_themes": example.expected_themes, "must_mention": example.must_mention}
-    )
+    scores = score_example(outputs, expectations_of(example))
     return ExampleRun(example, outputs, scores, duration, models, cost)
 
 

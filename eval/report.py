@@ -157,7 +157,11 @@ def collect(
     if job_exp is not None:
         for run in _all_runs(client, job_exp.experiment_id, window):
             tags = run.data.tags
-            if PARENT_RUN_TAG not in tags and tags.get(fields.kind, "job") == "job":
+            if (
+                PARENT_RUN_TAG not in tags
+                and tags.get(fields.kind, "job") == "job"
+                and "followup_of" not in tags  # a follow-up answer is no job of its own here
+            ):
                 data.jobs.append(job_record(run, fields))
     return data
 

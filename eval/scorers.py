@@ -9,7 +9,9 @@ An example PASSES when all three hold:
    projects bullets. 0.5 asks for the gist (2 of 3 terms, 1 of 2) without requiring a
    particular wording;
 3. theme match: at least one projects bullet leads with one of ``expected_themes``
-   (``**Theme** — ...``, case-insensitive); ``General`` is the theme for off-topic links.
+   (``**Theme** — ...``, case-insensitive); ``General`` is the theme for off-topic links;
+4. every follow-up question (``followups``) was answered as expected: its answer passed the
+   follow-up gates and contains each ``answer_has`` term, or says the source does not say.
 
 The same functions compute ``eval_results.json`` and back the ``@scorer`` objects that
 ``mlflow.genai.evaluate`` runs, so the MLflow evaluation view and the artifact cannot disagree.
@@ -118,6 +120,30 @@ def must_mention(outputs: dict[str, Any], terms: list[str]) -> tuple[float, list
     return (len(terms) - len(missing)) / len(terms), missing
 
 
+def followups_correct(
+    outputs: dict[str, Any], cases: list[dict[str, Any]]
+) -> tuple[float, list[str]]:
+    """(share of follow-up questions answered as expected, the questions that were not)."""
+    if not cases:
+        return 1.0, []
+    answers = {a["question"]: a for a in outputs.get("followups") or []}
+    wrong = []
+    for case in cases:
+        answer = answers.get(case["question"])
+        if answer is None or not answer.get("gates_passed", False):
+            wrong.append(case["question"])
+            continue
+        if case.get("does_not_say"):
+            ok = bool(answer["does_not_say"])
+        else:
+            text = str(answer["text"]).casefold()
+            terms = case.get("answer_has", [])
+            ok = not answer["does_not_say"] and all(t.casefold() in text for t in terms)
+        if not ok:
+            wrong.append(case["question"])
+    return (len(cases) - len(wrong)) / len(cases), wrong
+
+
 def score_example(outputs: dict[str, Any], expectations: dict[str, Any]) -> dict[str, Any]:
     """Every code metric of one example, and the pass verdict (see the module docstring)."""
     coverage, missing = must_mention(outputs, list(expectations.get("must_mention", [])))
@@ -133,10 +159,13 @@ def score_example(outputs: dict[str, Any], expectations: dict[str, Any]) -> dict
         "must_mention_coverage": round(coverage, 4),
         "missing_terms": missing,
     }
+    answered, wrong = followups_correct(outputs, list(expectations.get("followups", [])))
+    row["followups_correct"], row["wrong_followups"] = round(answered, 4), wrong
     row["passed"] = int(
         bool(row["gates_passed"])
         and coverage >= MUST_MENTION_MIN_COVERAGE
         and bool(row["theme_match"])
+        and not wrong
     )
     return row
 
@@ -156,6 +185,8 @@ def build_code_scorers() -> list[Any]:
             why.append(f"missing terms: {', '.join(row['missing_terms'])}")
         if not row["theme_match"]:
             why.append(f"themes {row['themes_found']} miss {expectations.get('expected_themes')}")
+        if row["wrong_followups"]:
+            why.append(f"follow-ups answered wrongly: {row['wrong_followups']}")
         return Feedback(value=bool(row["passed"]), rationale="; ".join(why) or "all checks passed")
 
     @scorer(name="gates_passed")
@@ -191,4 +222,9 @@ def build_code_scorers() -> list[Any]:
             value=round(coverage, 4), rationale=f"missing: {missing}" if missing else "all"
         )
 
-    return [example_pass, gates, schema, tldr, summary, themes, mentions]
+    @scorer(name="followups_correct")
+    def followups(outputs: dict[str, Any], expectations: dict[str, Any]) -> Feedback:
+        share, wrong = followups_correct(outputs, expectations.get("followups", []))
+        return Feedback(value=round(share, 4), rationale=f"wrong: {wrong}" if wrong else "all")
+
+    return [example_pass, gates, schema, tldr, summary, themes, mentions, followups]

@@ -139,7 +139,13 @@ def extractive_answer(question: str, archives: Sequence[ArchivedJob]) -> Followu
     """The best-matching passages, quoted verbatim with their ids; or "the source does not
     say" when no passage matches the question well enough."""
     ids = [a.job.job_id for a in archives]
-    best = best_passages(question, passages(archives), min_score=MIN_PASSAGE_SCORE)[:MAX_QUOTES]
+    best, seen = [], set()
+    for p in best_passages(question, passages(archives), min_score=MIN_PASSAGE_SCORE):
+        key = " ".join(p.text.split()).casefold()  # a fact may repeat its snippet word for word
+        if key not in seen:
+            seen.add(key)
+            best.append(p)
+    best = best[:MAX_QUOTES]
     if not best:
         return FollowupAnswer(
             question=question, text=DOES_NOT_SAY, source_does_not_say=True, extractive=True,
