@@ -99,6 +99,10 @@ HISTORY_ENTRY_KEY = KEY_PREFIX + "history:entry:{job_id}"
 THREAD_JOBS_KEY = KEY_PREFIX + "thread:{channel_id}:{thread_ts}"
 JOB_ARCHIVE_KEY = KEY_PREFIX + "archive:{job_id}"
 
+# Evidence read for a canonical URL (zlib-compressed JSON), reused by a job of the same link
+# within EVIDENCE_CACHE_TTL_SECONDS (a setting).
+EVIDENCE_CACHE_KEY = KEY_PREFIX + "evidence:{url_hash}"
+
 # --- Celery task names that are published by name (the stages' come from pipeline.stages)
 FEEDBACK_TASK = "technoshare.record_feedback"
 START_JOB_TASK = "technoshare.start_job"

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     history_ttl_days: int = 180  # an answered link is kept this long; 0: no history at all
     history_max_entries: int = 2000  # per channel, the newest; what "Shared before" searches
     followup_window_days: int = 30  # questions in a reply's thread are answered this long
+    # a link read within this many seconds is not read again (its evidence is reused; a
+    # reprocess always reads afresh); 0: no evidence cache
+    evidence_cache_ttl_seconds: int = 3600
     digest_enabled: bool = False  # the weekly digest (celery beat), opt-in
     digest_channels: CommaList = Field(default_factory=list)  # channels to digest
     digest_post_to: Literal["channel", "ops"] = "channel"  # each channel's own, or the ops one
