@@ -17,6 +17,10 @@ must keep the same sentences: the bench checks that ``citable_sentences`` and th
 reference agree on every corpus item, and says so.
 
     python bench/cpu_per_job.py [--repeat 3]      # prints a table, writes bench/results/cpu_per_job.json
+
+A second table is what one LLM call costs the worker around the model: the same replayed
+answer served by a litellm custom provider through ``LLMClient`` (the Router path every real
+model takes), next to the replay stub alone; a job makes 2-3 such calls.
 """
 
 from __future__ import annotations
@@ -172,6 +176,54 @@ def same_sentences(urls: list[str], deps: Any) -> tuple[int, list[str]]:
     return len(urls), differ
 
 
+def client_overhead(urls: list[str], deps: Any, stub: ReplayLLM, repeat: int) -> dict[str, float]:
+    """CPU ms per Stage A call: through LLMClient and a litellm Router, and the stub alone."""
+    from litellm import CustomLLM
+
+    from pipeline.adapters import fetch_evidence
+    from pipeline.llm import LLMClient
+    from pipeline.llm_litellm import lib
+    from pipeline.prompting import new_nonce
+    from pipeline.stage_a import FactsAnswer, build_messages
+
+    litellm = lib()
+    current = {"text": ""}
+
+    class Replay(CustomLLM):
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            response = kwargs["model_response"]
+            response.choices[0].message.content = current["text"]
+            response.model = "benchreplay/model"
+            return response
+
+    if not any(p.get("provider") == "benchreplay" for p in litellm.custom_provider_map):
+        litellm.custom_provider_map = [
+            *litellm.custom_provider_map,
+            {"provider": "benchreplay", "custom_handler": Replay()},
+        ]
+    client = LLMClient(deps.settings.model_copy(update={"llm_model": "benchreplay/model"}))
+    prompts = []
+    for url in urls:
+        evidence = fetch_evidence(url, deps.settings, deps.fetcher)
+        messages, _ = build_messages(
+            evidence, prompts=deps.prompts, settings=deps.settings, nonce=new_nonce()
+        )
+        prompts.append((url, messages))
+    times: dict[str, list[float]] = {"litellm": [], "stub": []}
+    for round_ in range(repeat + 1):  # the first round warms the Router up
+        for url, messages in prompts:
+            current["text"] = stub.answers[(url, "stage_a", "answer")]
+            started = time.process_time()
+            client.complete_model("stage_a", messages, FactsAnswer)
+            middle = time.process_time()
+            stub.url = url
+            stub.complete_model("stage_a", messages, FactsAnswer)
+            if round_:
+                times["litellm"].append((middle - started) * 1000)
+                times["stub"].append((time.process_time() - middle) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def summarize(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     out = {}
     names = [*samples[0].keys(), "llm stages", "total"]
@@ -238,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         for url in urls:
             for mode in ("reference", "current"):
                 modes[mode].append(runners[mode](url))
+    overhead = client_overhead(urls, deps, stub, args.repeat)
     result = {
         "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "jobs": len(urls),
@@ -247,11 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         "target_total_ms": TARGET_MS,
         "reference": summarize(modes["reference"]),
         "current": summarize(modes["current"]),
+        "llm_call_ms_median": overhead,
     }
     deps.close()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
+    print(
+        f"\none LLM call, median CPU ms: through LLMClient and a litellm Router "
+        f"{overhead['litellm']:.1f}, the replay stub alone {overhead['stub']:.1f}"
+    )
     print(
         f"\n{len(urls)} corpus jobs x {args.repeat}; citable sentences identical to the pairwise "
         f"reference on {checked - len(differ)}/{checked}; "
