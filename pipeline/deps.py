@@ -1,6 +1,7 @@
 """What the stages depend on besides their input models, each typed by a Protocol.
 
-    StageDeps(settings, fetcher, prompts, context, poster, budget, history, llm_factory)
+    StageDeps(settings, fetcher, prompts, context, poster, budget, history, evidence_cache,
+              llm_factory)
 
 A driver (the Celery worker, ``technoshare run``, ``technoshare eval``, a test) builds one
 ``StageDeps`` and hands it to every stage function of ``pipeline.stages``; a test swaps any
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.models import Job, JobCarry, SharedBefore, SlackMessage, StageUsage
+from pipeline.models import Evidence, Job, JobCarry, SharedBefore, SlackMessage, StageUsage
 from pipeline.prompting import PromptSource
 from pipeline.settings import Settings
 
@@ -90,6 +91,24 @@ class NoHistory:
         return None
 
 
+class EvidenceCache(Protocol):
+    """Evidence already read for a canonical URL (Redis for the workers)."""
+
+    def get(self, canonical_url: str) -> Evidence | None: ...
+
+    def put(self, evidence: Evidence) -> None: ...
+
+
+class NoEvidenceCache:
+    """Every job reads its link (``technoshare run``, eval, unit tests)."""
+
+    def get(self, canonical_url: str) -> Evidence | None:
+        return None
+
+    def put(self, evidence: Evidence) -> None:
+        return None
+
+
 class NoBudget:
     """No daily limit (``LLM_DAILY_BUDGET_USD`` unset, or an in-process run)."""
 
@@ -134,6 +153,7 @@ class StageDeps:
     poster: ReplyPoster = field(default_factory=KeepReply)
     budget: Budget = field(default_factory=NoBudget)
     history: History = field(default_factory=NoHistory)
+    evidence_cache: EvidenceCache = field(default_factory=NoEvidenceCache)
     llm_factory: Callable[[Settings], LLM] = build_llm
     # stage name -> a function run instead of the stage (doubles in tests of the queue
     # machinery, which are about delivery, not about what a stage computes)

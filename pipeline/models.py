@@ -123,6 +123,7 @@ class Evidence(_Model):
     # Similar tech named by the source (``pipeline.similar``). None: the adapter did not look
     # (Stage B then finds them in the snippets); []: it looked and the source names none.
     similar_candidates: list[SimilarCandidate] | None = None
+    cache_hit: bool = False  # reused from an earlier job's reading of the same link
 
     @property
     def title(self) -> str | None:
@@ -284,6 +285,7 @@ class JobCarry(_Model):
     attempt: int = 1
     # once the daily LLM budget is spent, the job's remaining LLM stages use the offline model
     budget_offline: bool = False
+    refresh: bool = False  # read the link afresh (a reprocess): no cached evidence
     evidence: Evidence | None = None
     facts: Facts | None = None
     commentary: Commentary | None = None

@@ -49,12 +49,19 @@ def one_line(text: str) -> str:
 
 # --- the stages ------------------------------------------------------------------------------
 def fetch_evidence(carry: JobCarry, deps: StageDeps) -> Evidence:
-    """The adapter for the link reads it through the safe fetcher. Nothing readable
-    (``coverage=failed``) is a terminal, user-visible error."""
+    """The adapter for the link reads it through the safe fetcher, unless the same link was
+    read moments ago (``deps.evidence_cache``; a reprocess always reads afresh). Nothing
+    readable (``coverage=failed``) is a terminal, user-visible error, and is not cached."""
     from pipeline.adapters import fetch_evidence as read_source
 
+    job = carry.job
+    cached = None if carry.refresh else deps.evidence_cache.get(job.canonical_url)
+    if cached is not None:
+        return cached.model_copy(update={"url": job.url, "cache_hit": True})
     fetcher = cast("SafeFetcher", deps.fetcher)  # adapters call only the Fetcher protocol
-    evidence = read_source(carry.job.url, deps.settings, fetcher)
+    evidence = read_source(job.url, deps.settings, fetcher)
+    if evidence.coverage != Coverage.failed:
+        deps.evidence_cache.put(evidence)
     if evidence.coverage == Coverage.failed:
         reason = evidence.coverage_reason or "nothing could be read"
         error = SourceUnavailableError(

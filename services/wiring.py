@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.deps import Budget, History, NoBudget, NoHistory, ReplyPoster, StageDeps
+from pipeline.deps import (
+    Budget,
+    EvidenceCache,
+    History,
+    NoBudget,
+    NoEvidenceCache,
+    NoHistory,
+    ReplyPoster,
+    StageDeps,
+)
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +48,7 @@ def build_deps(
     poster: ReplyPoster | None = None,
     budget: Budget | None = None,
     history: History | None = None,
+    evidence_cache: EvidenceCache | None = None,
 ) -> StageDeps:
     from pipeline.context import load_project_context
     from pipeline.deps import KeepReply
@@ -57,4 +67,5 @@ def build_deps(
         poster=poster or KeepReply(),
         budget=budget or NoBudget(),
         history=history or NoHistory(),
+        evidence_cache=evidence_cache or NoEvidenceCache(),
     )

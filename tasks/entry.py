@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 LINK_CLAIM_TRIES = 3  # claim, or take over a stale one; another job racing us gets us this many
 
 
-def stage_chain(job: Job, attempt: int) -> Any:
-    carry = JobCarry(job=job, attempt=attempt).model_dump(mode="json")
+def stage_chain(job: Job, attempt: int, *, refresh: bool = False) -> Any:
+    """The job's chain; ``refresh`` (a reprocess): the link is read again, not reused."""
+    carry = JobCarry(job=job, attempt=attempt, refresh=refresh).model_dump(mode="json")
     first = app.signature(STAGES[0].task_name, args=(carry,))
     rest = [app.signature(stage.task_name) for stage in STAGES[1:]]
     errback = app.signature("technoshare.job_failed", args=(job.job_id, attempt))
@@ -73,7 +74,7 @@ def start(task: Any, job_id: str, *, reprocess: bool) -> dict[str, Any]:
             set_reaction(runtime.sink(), job, None)
     else:  # this start message was delivered before: same attempt, same parent run
         headers = store.require(job_id).headers
-    stage_chain(job, attempt).apply_async(headers=headers)
+    stage_chain(job, attempt, refresh=reprocess).apply_async(headers=headers)
     return {"job_id": job_id, "attempt": attempt, "reprocess": reprocess}
 
 

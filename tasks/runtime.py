@@ -61,6 +61,7 @@ def worker_deps() -> StageDeps:
     run`` plus the idempotent Slack poster, the daily LLM budget and the team's history, in
     Redis."""
     from services.budget import RedisBudget
+    from services.evidence_cache import RedisEvidenceCache
     from services.posting import IdempotentPoster
     from services.wiring import build_deps
 
@@ -70,6 +71,7 @@ def worker_deps() -> StageDeps:
         poster=IdempotentPoster(store(), sink()),
         budget=RedisBudget(store().r, s.llm_daily_budget_usd),
         history=history(),
+        evidence_cache=RedisEvidenceCache.from_url(s.redis_url, s.evidence_cache_ttl_seconds),
     )
 
 
