@@ -1,6 +1,7 @@
 """A scripted fake model for the LLM tests, and hand-made evidence.
 
-``ScriptedLLM`` is a litellm custom provider (the same seam as ``offline/extractive``): tests set
+``ScriptedLLM`` is a litellm custom provider (the seam of every model but the offline one, which
+``LLMClient`` calls directly; ``offline_model.register()`` makes it a provider too): tests set
 ``LLM_MODEL=scripted/primary`` (and ``scripted/fallback``) and script each model's answers, in
 order, with the step helpers below. Every request the provider receives is recorded, so tests can
 read the messages, tools and params the LLM layer really sent.
