@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline.context import ProjectContext, parse_project_context
 from pipeline.errors import ConfigError
+from pipeline.offline_sections import role_picks, split_section
 from pipeline.offline_selection import (
     Candidate,
     candidates,
@@ -99,7 +100,15 @@ def facts_answer(messages_text: str) -> dict[str, Any]:
         if block.label in ("EVIDENCE", "TOOL_RESULT")
         for item in block_items(block.body)
     ]
-    chosen = select_facts(candidates(items, source.get("title", "")), MAX_FACTS)
+    sections: dict[str, str | None] = {}
+    plain = []
+    for item_id, text in items:  # the section names Stage A's EVIDENCE block carries
+        sections[item_id], body = split_section(text)
+        plain.append((item_id, body))
+    found = candidates(plain, source.get("title", ""))
+    picks = role_picks(found, sections)  # what was proposed, how, measured, its limits
+    rest = select_facts([c for c in found if c not in picks], MAX_FACTS - len(picks))
+    chosen = sorted(picks + rest, key=lambda c: c.position)
     read, coverage = source.get("read", "unknown"), source.get("coverage", "unknown")
     unknowns = []
     if coverage != "full":

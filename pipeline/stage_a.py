@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import TechnoShareError
 from pipeline.models import Evidence, Fact, Facts, Snippet
+from pipeline.offline_sections import section_line
 from pipeline.prompting import (
     PromptSource,
     PromptTemplate,
@@ -186,7 +187,9 @@ def build_messages(
         user_t,
         source=wrap_data("SOURCE", fields_body(source_fields(evidence), nonce), nonce),
         evidence=wrap_data(
-            "EVIDENCE", items_body(((s.id, s.text) for s in evidence.snippets), nonce), nonce
+            "EVIDENCE",
+            items_body(((s.id, section_line(s.section, s.text)) for s in evidence.snippets), nonce),
+            nonce,
         ),
         snippet_count=len(evidence.snippets),
         snippet_ids=", ".join(s.id for s in evidence.snippets) or "none",
