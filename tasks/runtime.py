@@ -58,21 +58,24 @@ def deps() -> StageDeps:
 
 def worker_deps() -> StageDeps:
     """What every stage task of this process hands its stage: the same wiring as ``technoshare
-    run`` plus the idempotent Slack poster, the daily LLM budget and the team's history, in
-    Redis."""
+    run`` plus, in Redis: the idempotent Slack poster, the daily LLM budget, the team's history,
+    the evidence cache, and the LLM client's shared rate limit and answer cache."""
     from services.budget import RedisBudget
     from services.evidence_cache import RedisEvidenceCache
+    from services.llm_limits import worker_llm_factory
     from services.posting import IdempotentPoster
     from services.wiring import build_deps
 
     s = settings()
-    return build_deps(
+    deps = build_deps(
         s,
         poster=IdempotentPoster(store(), sink()),
         budget=RedisBudget(store().r, s.llm_daily_budget_usd),
         history=history(),
         evidence_cache=RedisEvidenceCache.from_url(s.redis_url, s.evidence_cache_ttl_seconds),
     )
+    deps.llm_factory = worker_llm_factory  # the shared rate limit and answer cache in Redis
+    return deps
 
 
 def reset() -> None:
