@@ -295,11 +295,12 @@ def is_citable(unit: Unit | str) -> bool:
         if unit.code:
             return False
         unit = unit.text
+    # The cheap tests first: most units that fail, fail one of them (the result is the same).
     return (
-        is_substantive(unit)
-        and ends_sentence(unit)
-        and quotes_balanced(unit)
+        ends_sentence(unit)
         and not _URL_OR_MARKUP.search(unit)
+        and quotes_balanced(unit)
+        and is_substantive(unit)
         and stands_alone(unit)
     )
 
