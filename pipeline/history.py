@@ -38,6 +38,7 @@ from pipeline.text import content_tokens
 # httpx 0.136, llm -> llama.cpp 0.127).
 MIN_RELATED_SCORE = 0.15
 MAX_SHARED_BEFORE = 3
+ENTRY_TEXT_CHARS = 2000  # the title and first facts say what a link is about; keeps an entry ~2 KB
 _THEME = re.compile(r"^\s*\*\*(.+?)\*\*")
 GENERAL_THEME = "General"
 
@@ -100,7 +101,7 @@ def entry_text(title: str, facts: Facts, commentary: Commentary | None) -> str:
     parts = [title, *(f.text for f in facts.key_facts)]
     if commentary is not None:
         parts += [*commentary.tldr, *commentary.tags]
-    return " ".join(parts)[:4000]
+    return " ".join(parts)[:ENTRY_TEXT_CHARS]
 
 
 def related(
