@@ -43,7 +43,9 @@ CODE_FENCE = "```"
 MAX_SENTENCE_WORDS = 60  # longer "sentences" are run-ons (joined lists, missing punctuation)
 # The same snippet texts are split and judged by several stages and gates of one job (the
 # summary range twice, the allowed links three times, the offline model): the results are kept
-# per text. Bounded by count: a job's evidence is at most EVIDENCE_MAX_SNIPPETS texts.
+# per text. Bounded by count: a job's evidence is at most EVIDENCE_MAX_SNIPPETS (60) texts, so
+# this holds the evidence of the jobs of a 32-thread worker at once (single sentences, split
+# again by ``stands_alone``, are not kept: they would push the snippets out).
 TEXT_CACHE_SIZE = 4096
 
 _WS = re.compile(r"\s+")
@@ -314,7 +316,7 @@ def stands_alone(sentence: str) -> bool:
         return False
     if sentence.rstrip().endswith(".") and _ends_with_abbreviation(sentence.rstrip()):
         return False
-    return split_sentences(sentence) == [sentence.strip()]
+    return [u.text for u in _split_units(sentence)] == [sentence.strip()]
 
 
 def count_substantive_sentences(text: str) -> int:

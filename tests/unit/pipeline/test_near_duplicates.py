@@ -141,12 +141,14 @@ def test_offline_candidates_drop_the_same_repeats():
 
 def test_a_text_is_split_and_judged_once():
     text = "Brokers replicate every partition to three nodes for safety. " * 3 + "Odd one out."
-    text_module.citable_units.cache_clear()
+    text_module.clear_text_caches()
     first = citable_sentences([text])
     second = citable_sentences([text])
     info = text_module.citable_units.cache_info()
     assert first == second == ["Brokers replicate every partition to three nodes for safety."]
     assert (info.hits, info.misses) == (1, 1)
+    # the text is kept, not each of its sentences (they would push other jobs' snippets out)
+    assert text_module._split_units_cached.cache_info().currsize == 1
     units = split_units(text)
     units.clear()  # a caller's list is its own: the cache keeps its copy
     assert split_units(text)
