@@ -99,9 +99,13 @@ def check_outbox(settings: Settings) -> Check:
 
 
 def check_queues(settings: Settings) -> Check:
+    from tasks.app import queue_keys  # a queue's messages sit in one list per priority step
+
     try:
         client = _redis(settings)
-        lengths = {q: int(client.llen(q)) for q in (QUEUE_IO, QUEUE_LLM)}
+        lengths = {
+            q: sum(int(client.llen(k)) for k in queue_keys(q)) for q in (QUEUE_IO, QUEUE_LLM)
+        }
     except Exception as exc:
         return Check(FAIL, "queues", f"LLEN failed: {exc}")
     return Check(PASS, "queues", " ".join(f"{q}={n}" for q, n in lengths.items()) + " waiting")

@@ -64,6 +64,12 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# A new record in one step: the fields and the TTL only when the id was not there before.
+_CREATE = (
+    "if redis.call('hsetnx', KEYS[1], 'job', ARGV[1]) == 0 then return 0 end "
+    "redis.call('hset', KEYS[1], 'status', ARGV[2], 'attempt', 0, 'created_at', ARGV[3], "
+    "'updated_at', ARGV[3]) redis.call('expire', KEYS[1], ARGV[4]) return 1"
+)
 _HSET_IF_EXISTS = (
     "if redis.call('exists', KEYS[1]) == 1 then return redis.call('hset', KEYS[1], unpack(ARGV)) end "
     "return 0"
@@ -124,6 +130,8 @@ class JobRecord:
 class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.r: Any = client  # decode_responses=True: every value read is a str
+        # EVALSHA (EVAL once after a NOSCRIPT): the script's text is not resent on every call
+        self._create = client.register_script(_CREATE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -145,23 +153,17 @@ class JobStore:
         return JOB_KEY.format(job_id=job_id)
 
     def create(self, job: Job) -> bool:
-        """Store a new queued job; False (and nothing written) when the id already exists."""
-        key = self._key(job.job_id)
+        """Store a new queued job; False (and nothing written) when the id already exists.
+
+        One round trip (a script: the record only when the id is new, with its TTL): the ingest
+        calls this on the ack path, where three calls in sequence were a third of its Redis time.
+        """
         now = _now()
-        created = self.r.hsetnx(key, "job", job.model_dump_json())
-        if not created:
-            return False
-        self.r.hset(
-            key,
-            mapping={
-                "status": JobStatus.queued,
-                "attempt": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
+        created = self._create(
+            keys=[self._key(job.job_id)],
+            args=[job.model_dump_json(), JobStatus.queued.value, now, JOB_TTL_SECONDS],
         )
-        self.r.expire(key, JOB_TTL_SECONDS)
-        return True
+        return bool(created)
 
     def delete(self, job_id: str) -> None:
         self.r.delete(self._key(job_id))

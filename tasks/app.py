@@ -51,6 +51,46 @@ ROUTES: dict[str, str] = {
 }
 OUTBOX_REPLAY_SECONDS = 60.0
 
+# --- later stages first ---------------------------------------------------------------------
+# Queues are FIFO: a burst of N jobs ran every stage_a before any stage_b, so no job finished
+# until nearly the whole burst did (p50 = p95 = the burst). Within a queue the later stages get
+# the higher priority, so a job that has started is carried through before the next one starts
+# and the burst finishes job by job. kombu's Redis transport keeps one list per priority step,
+# ``<queue>`` for step 0 (served first) and ``<queue>\x06\x16<step>`` for the others, and a
+# worker pops them in step order; whoever counts or drains a queue reads them all (queue_keys).
+PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's default steps, set explicitly so the keys are derived
+PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def stage_priorities() -> dict[str, int]:
+    """Task name -> priority: on each queue its last stage 0 (first served), the one before 3...
+    Tasks that are not stages keep the default 0 (short ones: starts, notes, replays)."""
+    out: dict[str, int] = {}
+    for queue in QUEUES:
+        on_queue = [stage for stage in STAGES if stage.queue == queue]
+        for rank, stage in enumerate(reversed(on_queue)):
+            out[stage.task_name] = PRIORITY_STEPS[min(rank, len(PRIORITY_STEPS) - 1)]
+    return out
+
+
+STAGE_PRIORITIES = stage_priorities()
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists holding ``queue``'s messages, in the order a worker serves them."""
+    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS[1:]]
+
+
+def task_routes() -> dict[str, dict[str, Any]]:
+    """Each task's queue, and the stages' priorities (a retry and the next link of a chain are
+    routed again, so they keep them)."""
+    routes: dict[str, dict[str, Any]] = {name: {"queue": queue} for name, queue in ROUTES.items()}
+    for name, priority in STAGE_PRIORITIES.items():
+        if priority:
+            routes[name]["priority"] = priority
+    return routes
+
+
 # --- time limits and the visibility timeout -------------------------------------------------
 FETCHES_PER_STAGE = 2  # an adapter reads at most two URLs (GitHub: the repository, its README)
 SLACK_CALLS_PER_TASK = 4  # the reply or note, the reaction (remove, add), a permalink
@@ -137,6 +177,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # second so they come back seconds after the visibility timeout.
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
+        "priority_steps": list(PRIORITY_STEPS),
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
         "socket_keepalive": True,
@@ -183,7 +224,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 24 * 3600,
         "task_default_queue": QUEUE_IO,
         "task_queues": tuple(Queue(name) for name in QUEUES),
-        "task_routes": {name: {"queue": queue} for name, queue in ROUTES.items()},
+        "task_routes": task_routes(),
         "task_track_started": True,
         "worker_send_task_events": True,  # Flower
         "task_send_sent_event": True,

@@ -15,6 +15,7 @@ import pytest
 from pipeline.constants import QUEUE_LLM
 from services.job_store import FINAL_STATUSES
 from services.recorded_web import serve_recorded
+from tasks.app import queue_keys
 from tests.support.raw_servers import SilentServer
 from tests.support.service import Stack, wait_until
 
@@ -37,7 +38,9 @@ def test_a_ready_reply_is_posted_while_every_io_process_is_stuck_fetching(tmp_pa
         try:
             stack.start_workers(roles=("io", "post"))  # no llm worker yet
             fast = stack.submit(FAST, ts="40.1")
-            wait_until(lambda: stack.store.r.llen(QUEUE_LLM) == 1, 60, "the fast job fetched")
+            r = stack.store.r  # stage_a waits in one of the llm queue's priority lists
+            wait_until(lambda: sum(r.llen(k) for k in queue_keys(QUEUE_LLM)) == 1, 60,
+                       "the fast job fetched")  # fmt: skip
 
             slow = [stack.submit(f"http://127.0.0.1:{silent.port}/slow-{i}", ts=f"40.{i + 2}")
                     for i in range(2)]  # fmt: skip

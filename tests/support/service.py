@@ -276,11 +276,13 @@ class Stack:
         """Every queue empty and nothing delivered but unacknowledged (kombu's ``unacked``
         hash): each task sent has run to its end."""
         from pipeline.constants import QUEUES
+        from tasks.app import queue_keys  # one list per priority step
 
         r = self.store.r
+        keys = [key for q in QUEUES for key in queue_keys(q)]
 
         def idle() -> bool:
-            return not any(r.llen(q) for q in QUEUES) and not r.hlen("unacked")
+            return not any(r.llen(k) for k in keys) and not r.hlen("unacked")
 
         wait_until(idle, timeout, "the workers to go idle", 0.1)
 

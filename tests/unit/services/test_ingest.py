@@ -87,6 +87,7 @@ def test_a_message_with_links_in_text_and_blocks_makes_one_job_per_link(ingest, 
     job = store.require(ingest.enqueued[0]).job
     assert job.channel_id == CHANNEL and job.message_ts == "100.1" and job.thread_ts is None
     assert job.user_id == "UALICE" and "look" in job.message_text
+    assert ingest.app.state.reactions.wait_idle(10)  # the reactions run on threads of their own
     assert fake_slack.calls_of("reactions.add") == [
         {"channel": CHANNEL, "timestamp": "100.1", "name": "eyes"}
     ]

@@ -42,7 +42,7 @@ def test_stage_routes_are_derived_from_the_stage_table_and_beat_replays_the_outb
     }
     conf = celery_config(Settings())
     for stage in STAGES:
-        assert conf["task_routes"][stage.task_name] == {"queue": stage.queue}
+        assert conf["task_routes"][stage.task_name]["queue"] == stage.queue
         assert TASKS[stage.name].name == stage.task_name
         assert stage.task_name in app.tasks
     # and the table puts the network-bound stages on io, the model calls on llm
@@ -194,3 +194,25 @@ def test_redis_blips_are_waited_out_by_publishes_and_nothing_waits_on_results():
     transport = conf["broker_transport_options"]
     assert 1 < transport["socket_timeout"] < 60 and transport["socket_connect_timeout"] < 60
     assert conf["result_backend_always_retry"] and conf["task_ignore_result"]
+
+
+def test_later_stages_of_a_queue_are_served_first():
+    """A job that has started is carried through before the next one starts (a burst finishes
+    job by job): within each queue a later stage has a lower kombu priority number (Redis: 0
+    is served first); tasks that are not stages keep the default."""
+    from tasks.app import PRIORITY_STEPS, queue_keys
+
+    conf = celery_config(Settings())
+    routes = conf["task_routes"]
+    assert conf["broker_transport_options"]["priority_steps"] == list(PRIORITY_STEPS)
+    for queue in QUEUES:
+        on_queue = [s.task_name for s in STAGES if s.queue == queue]
+        priorities = [routes[name].get("priority", 0) for name in on_queue]
+        assert priorities == sorted(priorities, reverse=True) and priorities[-1] == 0, queue
+        assert len(set(priorities)) == len(priorities), queue
+        assert all(p in PRIORITY_STEPS for p in priorities)
+    llm = [routes[s.task_name].get("priority", 0) for s in STAGES if s.queue == QUEUE_LLM]
+    assert llm == [6, 3, 0]
+    for name in (START_JOB_TASK, "technoshare.job_failed", "technoshare.replay_mlflow_outbox"):
+        assert "priority" not in routes[name]
+    assert queue_keys(QUEUE_LLM) == ["llm", "llm\x06\x163", "llm\x06\x166", "llm\x06\x169"]
