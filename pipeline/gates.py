@@ -68,7 +68,10 @@ def configured_summary_range(evidence: Evidence, settings: Settings) -> tuple[in
 
 
 def citable_sentence_count(evidence: Evidence) -> int:
-    """Distinct sentences of substance in the evidence that a summary could state."""
+    """Distinct sentences of substance in the evidence that a summary could state (counted by
+    fetch_evidence, else here)."""
+    if evidence.citable_sentences is not None:
+        return evidence.citable_sentences
     return len(citable_sentences(s.text for s in evidence.snippets))
 
 

@@ -124,6 +124,9 @@ class Evidence(_Model):
     # (Stage B then finds them in the snippets); []: it looked and the source names none.
     similar_candidates: list[SimilarCandidate] | None = None
     cache_hit: bool = False  # reused from an earlier job's reading of the same link
+    # distinct citable sentences (``pipeline.gates.citable_sentence_count``), counted once by
+    # fetch_evidence on the io worker so the llm stages do not redo it; None: count on demand
+    citable_sentences: int | None = None
 
     @property
     def title(self) -> str | None:

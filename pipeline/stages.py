@@ -61,6 +61,10 @@ def fetch_evidence(carry: JobCarry, deps: StageDeps) -> Evidence:
     fetcher = cast("SafeFetcher", deps.fetcher)  # adapters call only the Fetcher protocol
     evidence = read_source(job.url, deps.settings, fetcher)
     if evidence.coverage != Coverage.failed:
+        from pipeline.gates import citable_sentence_count
+
+        count = citable_sentence_count(evidence)  # once here, not in each llm stage
+        evidence = evidence.model_copy(update={"citable_sentences": count})
         deps.evidence_cache.put(evidence)
     if evidence.coverage == Coverage.failed:
         reason = evidence.coverage_reason or "nothing could be read"
