@@ -113,14 +113,22 @@ def related(
     *,
     limit: int = MAX_SHARED_BEFORE,
     min_score: float = MIN_RELATED_SCORE,
+    tokens: Sequence[Sequence[str]] | None = None,
 ) -> list[SharedBefore]:
     """The entries closest to this job, best first; never the same link or the same job. The
     job is described the way its own entry will be (title, facts, TL;DR, tags)."""
-    others = [e for e in entries if e.canonical_url != job.canonical_url and e.job_id != job.job_id]
-    if not others:
+    if tokens is None:  # ``tokens``: each entry's content tokens, when the caller kept them
+        tokens = [content_tokens(e.text) for e in entries]
+    kept = [
+        (e, t)
+        for e, t in zip(entries, tokens, strict=True)
+        if e.canonical_url != job.canonical_url and e.job_id != job.job_id
+    ]
+    if not kept:
         return []
+    others = [e for e, _ in kept]
     query = content_tokens(entry_text(title_of(job, evidence, facts), facts, commentary))
-    index = TfIdf([content_tokens(e.text) for e in others])
+    index = TfIdf([t for _, t in kept])
     found = []
     for i, score in index.ranked(query, min_score=min_score)[:limit]:
         e = others[i]

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     repeat_window_days: int = 7  # same canonical URL answered in the channel within N days
     # --- the team's history (services/history_store.py): "Shared before", follow-ups, digest
     history_ttl_days: int = 180  # an answered link is kept this long; 0: no history at all
-    history_max_entries: int = 2000  # per channel, the newest; what "Shared before" searches
+    history_max_entries: int = 500  # per channel, the newest; what "Shared before" searches
     followup_window_days: int = 30  # questions in a reply's thread are answered this long
     # a link read within this many seconds is not read again (its evidence is reused; a
     # reprocess always reads afresh); 0: no evidence cache

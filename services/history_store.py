@@ -15,8 +15,10 @@ Imports only redis and the pipeline models: the ingest process uses the thread i
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +36,7 @@ from pipeline.models import (
     StageUsage,
 )
 from pipeline.settings import Settings
+from pipeline.text import content_tokens
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,11 @@ class RedisHistory:
         self.r = client  # a bytes client: archives are compressed (decode_responses=False)
         self.settings = settings
         self.permalink = permalink
+        # job id -> (entry, its content tokens): entries never change once written (a
+        # reprocess rewrites one: its shared_at moves, so the key is the id and that time),
+        # so each is read from Redis and tokenized once per process, not once per job
+        self._parsed: OrderedDict[tuple[str, float], tuple[HistoryEntry, list[str]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, permalink: Permalink | None = None) -> RedisHistory:
@@ -80,8 +88,37 @@ class RedisHistory:
     def related(self, carry: JobCarry) -> list[SharedBefore]:
         if not self.enabled or carry.evidence is None or carry.facts is None:
             return []
-        entries = self.entries(carry.job.channel_id)
-        return related(carry.job, carry.evidence, carry.facts, carry.commentary, entries)
+        parsed = self._entries_with_tokens(carry.job.channel_id)
+        entries, tokens = [e for e, _ in parsed], [t for _, t in parsed]
+        return related(carry.job, carry.evidence, carry.facts, carry.commentary, entries,
+                       tokens=tokens)  # fmt: skip
+
+    def _entries_with_tokens(self, channel: str) -> list[tuple[HistoryEntry, list[str]]]:
+        """The channel's newest entries with their tokens; only entries this process has not
+        seen are fetched (one ZREVRANGE, an MGET of the new ones)."""
+        index = HISTORY_KEY.format(channel_id=channel)
+        scored = self.r.zrevrangebyscore(
+            index, "+inf", "-inf", start=0, num=self.settings.history_max_entries, withscores=True
+        )
+        keys = [(_text(member), float(score)) for member, score in scored]
+        with self._lock:
+            missing = [k for k in keys if k not in self._parsed]
+        if missing:
+            raws = self.r.mget([HISTORY_ENTRY_KEY.format(job_id=j) for j, _ in missing])
+            fresh = {}
+            for key, raw in zip(missing, raws, strict=True):
+                if raw:
+                    try:
+                        entry = HistoryEntry.model_validate_json(raw)
+                    except ValueError:
+                        continue
+                    fresh[key] = (entry, content_tokens(entry.text))
+            with self._lock:
+                self._parsed.update(fresh)
+                while len(self._parsed) > 4 * max(1, self.settings.history_max_entries):
+                    self._parsed.popitem(last=False)
+        with self._lock:
+            return [self._parsed[k] for k in keys if k in self._parsed]
 
     def remember(self, carry: JobCarry, reply_ts: str) -> None:
         """Keep a posted job: its thread and archive for follow-ups, and, when its commentary

@@ -81,3 +81,36 @@ def test_digest_groups_by_the_context_themes_in_order_general_last():
     message = digest_message("C1", "COPS", entries, ["Retrieval", "Evals"], 7)
     assert message.channel == "COPS" and "3 links" in message.text
     assert "• <https://slack.test/archives/C1/pb|Title b> — What b does." in message.text
+
+
+class CountingClient:
+    """The real client, counting MGETs (what fetching entries costs)."""
+
+    def __init__(self, inner: redis.Redis) -> None:
+        self.inner, self.mgets = inner, []
+
+    def mget(self, keys):
+        self.mgets.append(len(keys))
+        return self.inner.mget(keys)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_related_reads_each_entry_once_per_process(raw):
+    from pipeline.models import JobCarry
+    from tests.support.builders import make_commentary
+
+    client = CountingClient(raw)
+    history = RedisHistory(client, Settings(history_max_entries=50))
+    for i in range(5):
+        history.store(
+            ArchivedJob(job=make_job(job_id=f"j{i}"), title="t"), entry(f"j{i}", i, ["Evals"])
+        )
+    carry = JobCarry(job=make_job(job_id="new", channel_id="C1"), evidence=make_evidence(),
+                     facts=make_facts(), commentary=make_commentary())  # fmt: skip
+    history.related(carry)
+    history.related(carry)
+    history.store(ArchivedJob(job=make_job(job_id="j9"), title="t"), entry("j9", 0, ["Evals"]))
+    history.related(carry)
+    assert client.mgets == [5, 1]  # the second call fetched nothing, the third only the new one
