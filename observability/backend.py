@@ -30,7 +30,14 @@ from observability.derive import StageSummary, domain_of, summarize, tag_text
 from observability.ledger import LedgerTotals
 from observability.mlflow_writes import ReplyNotFound, is_permanent, parent_tags
 from observability.recorder import Feedback, StageObservation
-from observability.records import BeginRecord, EndRecord, FeedbackRecord, RootSpan, StageRecord
+from observability.records import (
+    BeginRecord,
+    EndRecord,
+    FeedbackRecord,
+    RootSpan,
+    StageRecord,
+    redact_record,
+)
 from observability.runtime import Runtime
 from pipeline.constants import HEADER_JOB_ID, HEADER_PARENT_RUN_ID, HEADER_TRACEPARENT
 from pipeline.models import Job, Outcome, SlackMessage
@@ -78,31 +85,6 @@ def _note_overhead(what: str, job: Job, seconds: float) -> None:
     """Slow calls are worth a line: they are MLflow time on the job's critical path."""
     level = logging.INFO if seconds > SLOW_CALL_SECONDS else logging.DEBUG
     log.log(level, "%s of job %s: MLflow overhead %.1f ms", what, job.job_id, seconds * 1e3)
-
-
-def redact_record(record: Any, redactor: Redactor, *, artifacts: bool) -> Any:
-    """The record with every text MLflow would show redacted: tags, params, the root span's
-    inputs, outputs and error, and (``artifacts``) the artifacts' JSON. Secrets never reach
-    MLflow, even inside an error text a provider echoed back."""
-    update: dict[str, Any] = {}
-    for name in ("tags", "params"):
-        values = getattr(record, name, None)
-        if values:
-            update[name] = {k: redactor(v) for k, v in values.items()}
-    if artifacts and getattr(record, "artifacts", None):
-        update["artifacts"] = {k: redactor(v) for k, v in record.artifacts.items()}
-    root = getattr(record, "root", None)
-    if root is not None:
-        import json
-
-        update["root"] = root.model_copy(
-            update={
-                "error": redactor(root.error) if root.error else None,
-                "inputs": json.loads(redactor(json.dumps(root.inputs))),
-                "outputs": json.loads(redactor(json.dumps(root.outputs))),
-            }
-        )
-    return record.model_copy(update=update) if update else record
 
 
 class MlflowRecorder:
@@ -174,9 +156,10 @@ class MlflowRecorder:
         summary = StageSummary()
         overhead = 0.0
         body_start = body_end = t0
+        spans: list[str] = []  # this stage's finished spans, for the job's one trace export
         try:
             ready = rt.tracing_ready()
-            with tracing.stage_span(ready, stage, job, headers, self.redactor) as span:
+            with tracing.stage_span(ready, stage, job, headers, self.redactor, spans) as span:
                 body_start = time.perf_counter()
                 overhead += body_start - t0 - (tracing.import_seconds - imports_before)
                 try:
@@ -191,7 +174,9 @@ class MlflowRecorder:
                         _annotate_span(span, summary)
         finally:
             body = (body_start, body_end)
-            overhead += self._record_stage(rt, stage, job, headers, obs, summary, error, body)
+            overhead += self._record_stage(
+                rt, stage, job, headers, obs, summary, error, body, spans
+            )
             rt.overhead_seconds += overhead
             _note_overhead(f"stage {stage.name}", job, overhead)
 
@@ -210,7 +195,7 @@ class MlflowRecorder:
         rt = self.runtime
         try:
             run_key, _ = _run_key(job, headers)
-            totals = self._ledger_call(job, lambda: rt.ledger.read(run_key)) or LedgerTotals()
+            totals = self._ledger_call(job, lambda: rt.ledger.finish(run_key)) or LedgerTotals()
             record = self._end_record(job, headers, Outcome(outcome), reply, error, totals, t0)
             self._submit(rt, record)
         except Exception:
@@ -309,6 +294,7 @@ class MlflowRecorder:
         summary: StageSummary,
         error: BaseException | None,
         body: tuple[float, float],
+        spans: list[str],
     ) -> float:
         """Queue the stage run and add its values to the ledger; returns the time it took."""
         body_start, body_end = body
@@ -335,7 +321,7 @@ class MlflowRecorder:
             self._ledger_call(
                 job,
                 lambda: rt.ledger.add_stage(
-                    record.run_key, stage.name, record.metrics, record.tags, spent
+                    record.run_key, stage.name, record.metrics, record.tags, spent, spans
                 ),
             )
             self._submit(rt, record)
@@ -384,6 +370,7 @@ class MlflowRecorder:
             params=params,
             tags=tags,
             root=root,
+            spans=totals.spans if root is not None else [],
         )
 
     @staticmethod

@@ -10,14 +10,17 @@ a parent is claimed here, so a parent is created once whoever races for it.
 Two stores with one interface: ``RedisLedger`` (a hash per attempt; workers on several
 machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo).
 Fields: ``parent_run_id``, ``started_at``, ``sum:<metric>`` (added across stages),
-``tag:<name>`` and ``metric:<name>`` (last value wins), ``overhead_seconds``.
+``tag:<name>`` and ``metric:<name>`` (last value wins), ``overhead_seconds``. Beside the hash,
+a list ``<key>:spans`` holds the finished spans of each stage (JSON, as MLflow's ``Span.to_dict``
+gives them): ``end_job`` takes them (read and delete, one round trip) and exports them with the
+root span in one call, so a job costs one trace export however many processes ran it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +41,7 @@ PARENT_TAGS = {
     "reply_ts": ("slack_post", "reply_ts"),
 }
 PER_STAGE_TAGS = ("model", "prompt_name", "prompt_version")  # -> "<stage>.<tag>" on the parent
+SPANS_SUFFIX = ":spans"  # the list of the attempt's finished stage spans, beside its hash
 
 
 @dataclass
@@ -47,6 +51,7 @@ class LedgerTotals:
     overhead_seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    spans: list[str] = field(default_factory=list)  # JSON of the stages' finished spans
 
 
 def stage_fields(
@@ -89,6 +94,7 @@ class Ledger(Protocol):
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
         overhead_seconds: float,
+        spans: Sequence[str] = (),
     ) -> None: ...
 
     def set_parent(self, run_key: str, parent_run_id: str) -> None: ...
@@ -98,6 +104,8 @@ class Ledger(Protocol):
     def claim_parent(self, run_key: str, owner: str) -> bool: ...
 
     def read(self, run_key: str) -> LedgerTotals: ...
+
+    def finish(self, run_key: str) -> LedgerTotals: ...
 
 
 class RedisLedger:
@@ -121,6 +129,7 @@ class RedisLedger:
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
         overhead_seconds: float,
+        spans: Sequence[str] = (),
     ) -> None:
         key = self.key(run_key)
         sums, values = stage_fields(stage, metrics, tags)
@@ -131,6 +140,9 @@ class RedisLedger:
             pipe.hset(key, mapping=values)
         pipe.hincrbyfloat(key, "overhead_seconds", overhead_seconds)
         pipe.expire(key, MLFLOW_JOB_LEDGER_TTL_SECONDS)
+        if spans:
+            pipe.rpush(key + SPANS_SUFFIX, *spans)
+            pipe.expire(key + SPANS_SUFFIX, MLFLOW_JOB_LEDGER_TTL_SECONDS)
         pipe.execute()
 
     def set_parent(self, run_key: str, parent_run_id: str) -> None:
@@ -149,6 +161,19 @@ class RedisLedger:
     def read(self, run_key: str) -> LedgerTotals:
         return totals_from(self.redis.hgetall(self.key(run_key)) or {})
 
+    def finish(self, run_key: str) -> LedgerTotals:
+        """The totals and the stages' spans, which leave Redis now: the end record carries
+        them (to MLflow, or to the outbox), and a big LLM span must not sit here for days."""
+        key = self.key(run_key)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.lrange(key + SPANS_SUFFIX, 0, -1)
+        pipe.delete(key + SPANS_SUFFIX)
+        raw, spans, _ = pipe.execute()
+        totals = totals_from(raw or {})
+        totals.spans = [str(s) for s in spans or ()]
+        return totals
+
 
 class MemoryLedger:
     """The same in one process (no Redis); entries expire like the Redis ones."""
@@ -157,6 +182,7 @@ class MemoryLedger:
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, str]] = {}
         self._claims: dict[str, float] = {}
+        self._spans: dict[str, list[str]] = {}
 
     def _entry(self, run_key: str) -> dict[str, str]:
         return self._data.setdefault(run_key, {})
@@ -172,6 +198,7 @@ class MemoryLedger:
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
         overhead_seconds: float,
+        spans: Sequence[str] = (),
     ) -> None:
         sums, values = stage_fields(stage, metrics, tags)
         sums["overhead_seconds"] = overhead_seconds
@@ -180,6 +207,8 @@ class MemoryLedger:
             for name, amount in sums.items():
                 entry[name] = repr(float(entry.get(name) or 0.0) + amount)
             entry.update(values)
+            if spans:
+                self._spans.setdefault(run_key, []).extend(spans)
 
     def set_parent(self, run_key: str, parent_run_id: str) -> None:
         with self._lock:
@@ -200,3 +229,9 @@ class MemoryLedger:
     def read(self, run_key: str) -> LedgerTotals:
         with self._lock:
             return totals_from(dict(self._data.get(run_key, {})))
+
+    def finish(self, run_key: str) -> LedgerTotals:
+        with self._lock:
+            totals = totals_from(dict(self._data.get(run_key, {})))
+            totals.spans = self._spans.pop(run_key, [])
+        return totals

@@ -12,6 +12,7 @@ created late (after an outage) is still found by every record of its attempt.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from pipeline.models import Job
+from pipeline.redact import Redactor
 
 RUN_KEY_TAG = "ts_run_key"  # on the parent: the attempt's trace id
 RECORD_ID_TAG = "ts_record_id"  # on each stage run: makes replay idempotent
@@ -81,6 +83,7 @@ class EndRecord(_Record):
     params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     root: RootSpan | None = None
+    spans: list[str] = Field(default_factory=list)  # the stages' finished spans (JSON), see ledger
 
 
 class FeedbackRecord(_Record):
@@ -109,3 +112,42 @@ def dump_record(record: AnyRecordType) -> str:
 
 def load_record(text: str) -> AnyRecordType:
     return _Envelope.model_validate_json('{"record": ' + text + "}").record
+
+
+def redact_record(record: Any, redactor: Redactor, *, artifacts: bool) -> Any:
+    """The record with every text MLflow would show redacted: tags, params, the root span's
+    inputs, outputs and error, and (``artifacts``) the artifacts' JSON and the stage spans. Secrets never reach
+    MLflow, even inside an error text a provider echoed back."""
+    update: dict[str, Any] = {}
+    for name in ("tags", "params"):
+        values = getattr(record, name, None)
+        if values:
+            update[name] = {k: redactor(v) for k, v in values.items()}
+    if artifacts and getattr(record, "artifacts", None):
+        update["artifacts"] = {k: redactor(v) for k, v in record.artifacts.items()}
+    if artifacts and getattr(record, "spans", None):  # redacted at their source too
+        update["spans"] = [
+            json.dumps(_redact_values(json.loads(s), redactor)) for s in record.spans
+        ]
+    root = getattr(record, "root", None)
+    if root is not None:
+        update["root"] = root.model_copy(
+            update={
+                "error": redactor(root.error) if root.error else None,
+                "inputs": json.loads(redactor(json.dumps(root.inputs))),
+                "outputs": json.loads(redactor(json.dumps(root.outputs))),
+            }
+        )
+    return record.model_copy(update=update) if update else record
+
+
+def _redact_values(value: Any, redactor: Redactor) -> Any:
+    """Each string inside ``value`` redacted (a pattern run over the JSON text could cut
+    through an escape and leave JSON that no longer parses)."""
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, dict):
+        return {k: _redact_values(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_values(v, redactor) for v in value]
+    return value

@@ -14,9 +14,17 @@ root opened in ``begin_job`` would have to end there (it cannot cross processes)
 reply and the error status out. Until the root arrives the trace shows as IN_PROGRESS, which
 is true; a job whose ``end_job`` never ran stays IN_PROGRESS.
 
-The root is written with ``TracingClient.log_spans`` + ``start_trace``, the two calls MLflow's
-own exporter makes when a root span ends (the server upserts spans by id and merges trace
-info), so this depends on mlflow's tracing client module: re-check on upgrade (tests cover it).
+One export per job. MLflow's exporter would send every span to the server as it ends (one
+``log_spans`` request per stage span and per LLM span). Instead, while a stage span is open,
+this process's spans of that trace are *kept* (``_KeepingExporter`` wraps MLflow's exporter and
+passes every other trace through untouched): they are already redacted (the span processor runs
+before export) and go, as JSON, to the job attempt's ledger with the stage's values. ``end_job``
+takes them from the ledger and ``write_trace`` sends them with the root span in ONE
+``TracingClient.log_spans`` call, then ``start_trace`` (the trace info: tags, metadata, state,
+previews, the job's token usage), the two calls MLflow's own exporter makes when a root span
+ends (the server upserts spans by id and merges trace info). This depends on mlflow's tracing
+client and on where its provider keeps the exporter (``_get_span_processor``): re-check on
+upgrade (tests cover it); if the exporter cannot be wrapped, spans are exported as they end.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -85,6 +93,70 @@ def _redacted_exception(exc: BaseException, redact: Callable[[str], str]) -> Bas
     return kind(redact(str(exc)))
 
 
+_kept_lock = threading.Lock()
+_kept: dict[int, list[str]] = {}  # OTel trace id of an open stage span -> its finished spans
+
+
+def _keeping_exporter_class() -> type:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class KeepingExporter(SpanExporter):
+        """Keeps the spans of traces with an open stage span in this process (see the module
+        docstring); every other span goes to MLflow's own exporter as before."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def export(self, spans: Any) -> Any:
+            from mlflow.entities.span import Span
+
+            others = []
+            for otel in spans:
+                with _kept_lock:
+                    box = _kept.get(otel.context.trace_id)
+                if box is None:
+                    others.append(otel)
+                    continue
+                box.append(json.dumps(Span(otel).to_dict(), default=str))
+            return self.inner.export(others) if others else SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            self.inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(getattr(self.inner, "force_flush", lambda *_: True)(timeout_millis))
+
+        def __getattr__(self, name: str) -> Any:  # MLflow reads its exporter's own fields
+            return getattr(self.inner, name)
+
+    return KeepingExporter
+
+
+_KeepingExporter: type | None = None
+
+
+def keep_spans_here() -> bool:
+    """Wrap the exporter of MLflow's current span processor (once per provider: MLflow builds
+    a new one after ``set_destination``, ``reset``, ``enable``). False: not possible, spans are
+    exported one by one as they end."""
+    global _KeepingExporter
+    try:
+        from mlflow.tracing.provider import _get_span_processor
+
+        processor = _get_span_processor()
+        exporter = getattr(processor, "span_exporter", None)
+        if processor is None or exporter is None:
+            return False
+        if _KeepingExporter is None:
+            _KeepingExporter = _keeping_exporter_class()
+        if not isinstance(exporter, _KeepingExporter):
+            processor.span_exporter = _KeepingExporter(exporter)
+        return True
+    except Exception:
+        log.debug("could not keep this process's spans for one export per job", exc_info=True)
+        return False
+
+
 @contextmanager
 def stage_span(
     ready: bool,
@@ -92,18 +164,24 @@ def stage_span(
     job: Job,
     headers: Mapping[str, str],
     redact: Callable[[str], str] = str,
+    kept: list[str] | None = None,
 ) -> Iterator[Any]:
     """The stage's span, joined to the job's trace; ``None`` when tracing is off or MLflow is
     away (then nothing is recorded and nothing waits). Exceptions from the body propagate
-    through the span, which records them and ends with status ERROR."""
+    through the span, which records them and ends with status ERROR. With ``kept``, the finished
+    spans of this stage (the stage span, its LLM spans) are appended to it as JSON instead of
+    being exported now (one export per job: see the module docstring)."""
     carrier = {"traceparent": headers.get(HEADER_TRACEPARENT) or ""}
     if headers.get(HEADER_TRACESTATE):
         carrier["tracestate"] = headers[HEADER_TRACESTATE]
-    if not parse_traceparent(carrier["traceparent"]) or not ready:
+    parsed = parse_traceparent(carrier["traceparent"])
+    if not parsed or not ready:
         yield None
         return
     stack = ExitStack()
     span = None
+    otel_trace_id = int(parsed[0], 16)
+    box: list[str] | None = None
     try:
         import mlflow
         from mlflow.tracing import set_tracing_context_from_http_request_headers
@@ -113,6 +191,11 @@ def stage_span(
         stack.enter_context(set_tracing_context_from_http_request_headers(carrier))
         span = stack.enter_context(mlflow.start_span(stage.span_name, span_type=stage.span_type))
         span.set_attributes({"job_id": job.job_id, "stage": stage.name})
+        # after the first span: MLflow builds its provider (and exporter) lazily, at that span
+        if kept is not None and keep_spans_here():
+            box = []
+            with _kept_lock:
+                _kept[otel_trace_id] = box
     except Exception:
         log.debug("could not open the %s span", stage.name, exc_info=True)
         stack.close()
@@ -123,7 +206,13 @@ def stage_span(
         safe = _redacted_exception(exc, redact)
         stack.__exit__(type(safe), safe, None)  # the span records the redacted copy
         raise
-    stack.close()
+    finally:
+        stack.close()
+        if box is not None:
+            with _kept_lock:
+                _kept.pop(otel_trace_id, None)
+            if kept is not None:
+                kept.extend(box)
 
 
 def root_inputs(job: Job) -> dict[str, Any]:
@@ -176,9 +265,12 @@ def _root_otel_span(root: RootSpan) -> Any:
         return _tracer.start_span(root.name, start_time=root.start_ns)
 
 
-def write_root(store: MlflowStore, root: RootSpan, parent_run_id: str) -> None:
-    """Write the root span and the trace info. Raises on MLflow errors (the caller decides)."""
-    from mlflow.entities.span import LiveSpan
+def write_trace(
+    store: MlflowStore, root: RootSpan, parent_run_id: str, spans: Sequence[str] = ()
+) -> None:
+    """Write the root span with the stages' kept ``spans`` (one request), then the trace info.
+    Raises on MLflow errors (the caller decides)."""
+    from mlflow.entities.span import LiveSpan, Span
     from mlflow.entities.trace_info import TraceInfo
     from mlflow.entities.trace_location import TraceLocation
     from mlflow.entities.trace_state import TraceState
@@ -203,7 +295,13 @@ def write_root(store: MlflowStore, root: RootSpan, parent_run_id: str) -> None:
         span.set_status("OK")
     otel_span.end(end_time=root.end_ns)
     client = TracingClient(store.uri)
-    client.log_spans(experiment_id, [span.to_immutable_span()])
+    stage_spans = []
+    for text in spans:
+        try:
+            stage_spans.append(Span.from_dict(json.loads(text)))
+        except Exception:  # one unreadable span must not cost the job its trace
+            log.info("dropping an unreadable span of trace %s", trace_id, exc_info=True)
+    client.log_spans(experiment_id, [span.to_immutable_span(), *stage_spans])
 
     metadata = {TraceMetadataKey.SOURCE_RUN: parent_run_id} if parent_run_id else {}
     if root.session:

@@ -1,13 +1,16 @@
-"""A real ``mlflow server`` for tests (sqlite backend, proxied artifacts, free port), started
-with a bounded wait and stopped by PID. ``stop()`` + ``start()`` restart it on the same port and
-store, which is how the outage tests take MLflow away and bring it back.
+"""A real ``mlflow server`` for tests (sqlite backend, or ``backend_uri`` such as a
+PostgreSQL one; proxied artifacts, free port), started with a bounded wait and stopped by PID.
+``stop()`` + ``start()`` restart it on the same port and store, which is how the outage tests
+take MLflow away and bring it back. ``requests()`` counts what it served, from its access log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,14 @@ import pytest
 from tests.support.service import Process, free_port, wait_until
 
 START_TIMEOUT = 90.0  # starts in 10-15 s on 2 idle cores; leave room for a busy machine
+# uvicorn's access line (mlflow's log config): ... "POST /api/2.0/mlflow/runs/create HTTP/1.1" 200
+_ACCESS = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) ([^ ?"]+)[^"]*" \d{3}')
 
 
 class MlflowServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend_uri: str | None = None) -> None:
         self.root = root
+        self.backend_uri = backend_uri
         self.port = free_port()
         self.db = root / "mlflow.db"
         self.artifacts = root / "artifacts"
@@ -40,7 +46,7 @@ class MlflowServer:
         env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
         argv = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.db}",
+            "--backend-store-uri", self.backend_uri or f"sqlite:///{self.db}",
             "--artifacts-destination", str(self.artifacts),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
             "--allowed-hosts",
@@ -65,6 +71,20 @@ class MlflowServer:
         if self.proc is not None:
             self.proc.stop(timeout=10)
             self.proc = None
+
+    def requests(self) -> Counter[tuple[str, str]]:
+        """(method, path) -> how many this server answered since its last start, health probes
+        left out. Artifact uploads are counted under one path, ``.../artifacts/*``."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for method, path in _ACCESS.findall(self.proc.log() if self.proc else ""):
+            if path == "/health":
+                continue
+            if "/mlflow-artifacts/artifacts/" in path:
+                path = (
+                    path.split("/mlflow-artifacts/artifacts/")[0] + "/mlflow-artifacts/artifacts/*"
+                )
+            counts[(method, path)] += 1
+        return counts
 
 
 @pytest.fixture(scope="module", name="mlflow_server")
