@@ -6,7 +6,8 @@ job by ``technoshare.start_job``, which hands it here:
 
 ``help``      a mention outside the bot's threads: the one-line help, posted by the start task.
 ``followup``  a question in the thread of one of the bot's replies: sent on to
-    ``technoshare.answer_followup(job_id)`` [llm], which answers from the archived evidence and
+    ``technoshare.answer_followup(job_id)`` [llm] (registered in ``tasks/entry.py``, next to
+    ``retry_transient``'s other users), which answers from the archived evidence and
     facts of the jobs that replied there (``pipeline.followup``) and records it as a small job:
     a parent run tagged ``followup_of`` = the original job's parent run, one nested run and
     span ``followup_answer``.
@@ -100,14 +101,6 @@ def run_followup(task: Any, job_id: str) -> dict[str, Any]:
         recorder.end_job(job, headers, Outcome.success, reply=message)
     store.set_status(job_id, JobStatus.posted)
     return {"job_id": job_id, "reply_ts": ts, "answered_from": thread_jobs}
-
-
-@shared_task(bind=True, name=FOLLOWUP_TASK)
-def answer_followup_task(self: Any, job_id: str) -> dict[str, Any]:
-    from tasks.stages import retry_transient
-
-    with retry_transient(self, job_id):
-        return run_followup(self, job_id)
 
 
 def start_conversation(task: Any, job: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from celery import chain
 
 from eval.health import ops_message
 from observability.recorder import get_recorder
-from pipeline.constants import HEADER_PARENT_RUN_ID, START_JOB_TASK
+from pipeline.constants import FOLLOWUP_TASK, HEADER_PARENT_RUN_ID, START_JOB_TASK
 from pipeline.errors import RetryableError, TerminalError
 from pipeline.models import Job, JobCarry, JobKind, Outcome, SlackMessage
 from pipeline.render import render_error
@@ -224,3 +224,12 @@ def alert_ops(store: JobStore, job: Job, attempt: int, error: str) -> None:
             sink.post(message)
     except Exception as exc:  # noqa: BLE001 - the alert is best effort
         log.error("job %s: the ops alert was not posted: %s", job.job_id, one_line(str(exc)))
+
+
+@app.task(bind=True, name=FOLLOWUP_TASK)
+def answer_followup(self: Any, job_id: str) -> dict[str, Any]:
+    """A question in one of the bot's threads (``tasks/conversation.py``)."""
+    from tasks.conversation import run_followup
+
+    with retry_transient(self, job_id):
+        return run_followup(self, job_id)
