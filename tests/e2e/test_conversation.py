@@ -20,7 +20,7 @@ from pipeline.render_thread import HELP_TEXT
 from pipeline.settings import Settings
 from services.history_store import RedisHistory
 from services.recorded_web import serve_recorded
-from tests.support.service import CHANNEL, Ingest, Stack, message_event, post_event, wait_until
+from tests.support.service import CHANNEL, message_event, post_event, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -37,14 +37,10 @@ def web():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, fake_slack, web):
     tmp = tmp_path_factory.mktemp("conversation")
-    s = Stack(tmp, fake_slack, LLM_MODEL="offline/extractive", **web.settings_overrides())
-    try:
-        s.start_workers()
-        s.ingest = Ingest(s.env, tmp)
-        s.workers.append(s.ingest)
+    with running_stack(
+        tmp, fake_slack, LLM_MODEL="offline/extractive", **web.settings_overrides()
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def mention(text: str, *, event_id: str, ts: str, thread_ts: str | None = None) -> dict:

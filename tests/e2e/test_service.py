@@ -21,10 +21,9 @@ from services.job_store import FINAL_STATUSES, JobStatus
 from services.recorded_web import serve_recorded
 from tests.support.service import (
     CHANNEL,
-    Ingest,
-    Stack,
     message_event,
     post_event,
+    running_stack,
     signed_headers,
     wait_until,
 )
@@ -49,14 +48,10 @@ def web():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, fake_slack, web):
     tmp = tmp_path_factory.mktemp("e2e")
-    s = Stack(tmp, fake_slack, LLM_MODEL="offline/extractive", **web.settings_overrides())
-    try:
-        s.start_workers()
-        s.ingest = Ingest(s.env, tmp)
-        s.workers.append(s.ingest)  # stopped with the rest
+    with running_stack(
+        tmp, fake_slack, LLM_MODEL="offline/extractive", **web.settings_overrides()
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,16 @@ class Stack:
             worker.stop()
         self.celery.close()
         self.redis.stop()
+
+
+@contextmanager
+def running_stack(tmp: Path, fake: FakeSlack, **env_extra: str) -> Iterator[Stack]:
+    """A ``Stack`` with its workers and the ingest HTTP server started, stopped at the end."""
+    stack = Stack(tmp, fake, **env_extra)
+    try:
+        stack.start_workers()
+        stack.ingest = Ingest(stack.env, tmp)
+        stack.workers.append(stack.ingest)  # stopped with the rest
+        yield stack
+    finally:
+        stack.stop()
