@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     task_time_limit: int | None = None
     task_retry_max_countdown: int = 15  # cap on a retry countdown, Slack Retry-After included
     celery_visibility_timeout: int | None = None  # default: longest limit + max countdown + 15 s
+    # Task events (each task's sent/received/started/succeeded as a PUBLISH, ~22 per job) feed
+    # only a monitor. Off by default; Flower turns them on at the workers itself (it broadcasts
+    # enable_events every few seconds while it runs), so its UI works either way.
+    celery_task_events: bool = False
     slack_timeout: float = 10.0  # per Slack Web API call
 
     # --- retrieval -----------------------------------------------------------------------

@@ -226,8 +226,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": tuple(Queue(name) for name in QUEUES),
         "task_routes": task_routes(),
         "task_track_started": True,
-        "worker_send_task_events": True,  # Flower
-        "task_send_sent_event": True,
+        "worker_send_task_events": settings.celery_task_events,  # Flower enables them anyway
+        "task_send_sent_event": settings.celery_task_events,
         "worker_hijack_root_logger": False,
         "include": list(TASK_MODULES),
         "beat_schedule": {

@@ -216,3 +216,10 @@ def test_later_stages_of_a_queue_are_served_first():
     for name in (START_JOB_TASK, "technoshare.job_failed", "technoshare.replay_mlflow_outbox"):
         assert "priority" not in routes[name]
     assert queue_keys(QUEUE_LLM) == ["llm", "llm\x06\x163", "llm\x06\x166", "llm\x06\x169"]
+
+
+def test_task_events_are_off_unless_asked_for():
+    """Events feed only a monitor (Flower enables them at the workers itself while it runs)."""
+    quiet, monitored = celery_config(Settings()), celery_config(Settings(celery_task_events=True))
+    assert not quiet["worker_send_task_events"] and not quiet["task_send_sent_event"]
+    assert monitored["worker_send_task_events"] and monitored["task_send_sent_event"]
