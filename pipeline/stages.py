@@ -1,7 +1,7 @@
 """The stage table and the five stages: one pure function each, ``stage(carry, deps) -> model``.
 
-    fetch_evidence[io] -> stage_a[llm] -> stage_b[llm] -> quality_gates[llm] -> slack_post[post]
-       Evidence            Facts          Commentary       Review              PostedReply
+    fetch_evidence[io] -> stage_a[llm] -> stage_b[llm] -> quality_gates[post|llm] -> slack_post[post]
+       Evidence            Facts          Commentary       Review                   PostedReply
 
 ``STAGES`` is the single declaration of each stage: its name (also the Celery task's
 ``technoshare.<name>``, the nested MLflow run's name and the span's name), its queue, span
@@ -145,6 +145,17 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
     return Review(commentary=commentary, report=report, message=message, usage=usage)
 
 
+def gates_need_repair(carry: JobCarry, deps: StageDeps) -> bool:
+    """Whether ``quality_gates`` will call the model: the draft fails a gate, so it is repaired."""
+    from pipeline.gates import check_gates
+
+    report = check_gates(
+        carry.need("commentary"), carry.need("facts"), carry.need("evidence"), carry.job,
+        deps.settings, deps.context,
+    )  # fmt: skip
+    return not report.passed
+
+
 def slack_post(carry: JobCarry, deps: StageDeps) -> PostedReply:
     """Post the reply (exactly once per job attempt, whatever the redeliveries), then keep the
     job in the team's history (for "Shared before", follow-up questions and the digest)."""
@@ -178,10 +189,19 @@ class Stage:
     output: str  # the JobCarry field the output fills
     run: Callable[[JobCarry, StageDeps], BaseModel]
     uses_llm: bool = False  # checks the daily budget first and records its cost after
+    # A stage that calls the model only sometimes runs on ``queue`` and hands the carry to
+    # ``model_queue`` (task ``model_task_name``) when ``calls_model`` says this one will.
+    model_queue: str | None = None
+    calls_model: Callable[[JobCarry, StageDeps], bool] | None = None
 
     @property
     def task_name(self) -> str:
         return TASK_PREFIX + self.name
+
+    @property
+    def model_task_name(self) -> str | None:
+        """The task that runs the stage on ``model_queue`` (its name: ``<task_name>.model``)."""
+        return f"{self.task_name}.model" if self.model_queue else None
 
     @property
     def run_name(self) -> str:
@@ -196,12 +216,34 @@ STAGES: tuple[Stage, ...] = (
     Stage("fetch_evidence", QUEUE_IO, "RETRIEVER", "evidence.json", "evidence", fetch_evidence),
     Stage("stage_a", QUEUE_LLM, "AGENT", "stage_a_facts.json", "facts", stage_a, True),
     Stage("stage_b", QUEUE_LLM, "CHAIN", "stage_b_result.json", "commentary", stage_b, True),
-    # quality_gates is on the llm queue because its repair re-runs Stage B
-    Stage("quality_gates", QUEUE_LLM, "CHAIN", "gate_report.json", "review", quality_gates, True),
+    # quality_gates checks on the post queue (a few ms of CPU, no model call) and goes on to the
+    # llm queue only when the draft fails a gate: its one repair re-runs Stage B
+    Stage(
+        "quality_gates",
+        QUEUE_POST,
+        "CHAIN",
+        "gate_report.json",
+        "review",
+        quality_gates,
+        True,
+        model_queue=QUEUE_LLM,
+        calls_model=gates_need_repair,
+    ),
     Stage("slack_post", QUEUE_POST, "TOOL", "slack_payload.json", "reply", slack_post),
 )
 STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGE_BY_NAME)
+
+
+def needs_model_queue(stage: Stage, carry: JobCarry, deps: StageDeps) -> bool:
+    """Whether this run of ``stage`` belongs on its ``model_queue`` (it will call the model).
+    A stage whose function is overridden (stand-ins, doubles) runs where it is, unless the
+    override carries a ``calls_model`` predicate of its own."""
+    if stage.model_queue is None:
+        return False
+    override = deps.overrides.get(stage.name)
+    check = stage.calls_model if override is None else getattr(override, "calls_model", None)
+    return bool(check is not None and check(carry, deps))
 
 
 def usage_of(output: Any) -> StageUsage | None:

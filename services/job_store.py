@@ -238,11 +238,13 @@ class JobStore:
         attempt: int,
         task_id: str,
         retries: int = 0,
+        task_name: str = "",
     ) -> None:
         """What one stage task saw (headers included): the e2e tests assert on these."""
         seen = {
             "attempt": attempt,
             "task_id": task_id,
+            "task": task_name,
             "retries": retries,
             "headers": dict(headers),
         }

@@ -45,6 +45,11 @@ ROUTES: dict[str, str] = {
     START_JOB_TASK: QUEUE_POST,
     "technoshare.reprocess": QUEUE_POST,
     **{stage.task_name: stage.queue for stage in STAGES},
+    **{
+        stage.model_task_name: stage.model_queue
+        for stage in STAGES
+        if stage.model_task_name and stage.model_queue
+    },  # fmt: skip
     "technoshare.job_failed": QUEUE_POST,
     "technoshare.replay_mlflow_outbox": QUEUE_IO,
     **scheduled.ROUTES,
@@ -62,14 +67,25 @@ PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's default steps, set explicitly so the ke
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
+def stage_tasks_on(queue: str) -> list[str]:
+    """The stage tasks routed to ``queue``, in the table's order (a stage's model task counts
+    where its stage stands)."""
+    names: list[str] = []
+    for stage in STAGES:
+        names += [stage.task_name] if stage.queue == queue else []
+        names += (
+            [stage.model_task_name] if stage.model_task_name and stage.model_queue == queue else []
+        )
+    return names
+
+
 def stage_priorities() -> dict[str, int]:
     """Task name -> priority: on each queue its last stage 0 (first served), the one before 3...
     Tasks that are not stages keep the default 0 (short ones: starts, notes, replays)."""
     out: dict[str, int] = {}
     for queue in QUEUES:
-        on_queue = [stage for stage in STAGES if stage.queue == queue]
-        for rank, stage in enumerate(reversed(on_queue)):
-            out[stage.task_name] = PRIORITY_STEPS[min(rank, len(PRIORITY_STEPS) - 1)]
+        for rank, name in enumerate(reversed(stage_tasks_on(queue))):
+            out[name] = PRIORITY_STEPS[min(rank, len(PRIORITY_STEPS) - 1)]
     return out
 
 

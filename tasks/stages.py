@@ -22,7 +22,7 @@ from observability.recorder import get_recorder
 from pipeline.errors import RetryableError, TechnoShareError
 from pipeline.models import JobCarry
 from pipeline.settings import Settings
-from pipeline.stages import STAGES, Stage
+from pipeline.stages import STAGES, Stage, needs_model_queue
 from services.posting import STATUS_FOR_OUTCOME, set_reaction
 from services.runner import run_stage
 from tasks import runtime
@@ -101,14 +101,20 @@ def retry_transient(task: Any, job_id: str) -> Iterator[None]:
         raise
 
 
-def run_stage_task(task: Any, stage: Stage, carry_json: dict[str, Any]) -> dict[str, Any]:
+def run_stage_task(
+    task: Any, stage: Stage, carry_json: dict[str, Any], *, on_model_queue: bool = False
+) -> dict[str, Any]:
     carry = JobCarry.model_validate(carry_json)
     job_id, store = carry.job.job_id, runtime.store()
+    if not on_model_queue and needs_model_queue(stage, carry, runtime.deps()):
+        # this run calls the model: it holds an llm slot, not this queue's (the rest of the
+        # chain, the headers and the error callback go with it)
+        raise task.replace(MODEL_TASKS[stage.name].s(carry_json))
     with retry_transient(task, job_id):  # the store's own calls too: Redis may be restarting
         seen = current_headers(task)
         store.record_seen(
             job_id, stage.name, seen, attempt=carry.attempt, task_id=task.request.id,
-            retries=task.request.retries,
+            retries=task.request.retries, task_name=task.name,
         )  # fmt: skip
         headers = {**store.require(job_id).headers, **seen}  # what the message carried wins
         carry = run_stage(stage, carry, runtime.deps(), headers)
@@ -139,4 +145,16 @@ def _stage_task(stage: Stage) -> Any:
     return stage_task
 
 
+def _model_task(stage: Stage) -> Any:
+    @app.task(bind=True, name=stage.model_task_name)
+    def model_task(self: Any, carry: dict[str, Any]) -> dict[str, Any]:
+        return run_stage_task(self, stage, carry, on_model_queue=True)
+
+    model_task.__doc__ = f"Stage {stage.name} when it calls the model ({stage.model_queue} queue)."
+    return model_task
+
+
 TASKS: dict[str, Any] = {stage.name: _stage_task(stage) for stage in STAGES}
+MODEL_TASKS: dict[str, Any] = {
+    stage.name: _model_task(stage) for stage in STAGES if stage.model_queue
+}

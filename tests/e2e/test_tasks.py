@@ -54,6 +54,21 @@ def test_chain_posts_once_and_every_stage_saw_the_parent_run(stack, fake_slack):
     assert reply["channel"] == CHANNEL and "example.com/ok" in reply["text"]
     assert record.reply_ts and record.replies == {1: record.reply_ts}
     assert fake_slack.reactions[(CHANNEL, "10.1")] == {"white_check_mark"}
+    # gates that need no model ran on the post queue, not in an llm slot
+    assert record.seen["quality_gates"]["task"] == "technoshare.quality_gates"
+
+
+def test_gates_that_call_the_model_are_handed_to_the_llm_queue_with_the_chain(stack, fake_slack):
+    """The hand-over keeps the job whole: the llm worker runs the gates with the same headers,
+    the rest of the chain follows, one reply."""
+    job_id = stack.submit("https://example.com/needs-repair", ts="10.2")
+    record = stack.wait_final([job_id])[job_id]
+    assert record.status == JobStatus.posted and record.attempt == 1
+    gates = record.seen["quality_gates"]
+    assert gates["task"] == "technoshare.quality_gates.model"
+    assert gates["headers"][HEADER_PARENT_RUN_ID] == record.parent_run_id
+    assert record.seen["slack_post"]["headers"][HEADER_JOB_ID] == job_id
+    assert len(replies_for(fake_slack, "10.2")) == 1
 
 
 def test_retryable_error_is_retried_with_headers(stack, fake_slack):

@@ -87,6 +87,9 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
     return Review(commentary=commentary, report=report, message=message)
 
 
+# the stand-in gates "call the model" (run on the llm queue) for links saying so
+quality_gates.calls_model = lambda carry, deps: "needs-repair" in carry.job.url  # type: ignore[attr-defined]
+
 OVERRIDES = {
     "fetch_evidence": fetch_evidence,
     "stage_a": stage_a,

@@ -317,3 +317,36 @@ def test_repair_that_still_fails_is_gate_failed_after_one_attempt(settings):
     assert not report.passed and report.repaired
     assert len(stage_b.feedback) == 1
     assert [r.name for r in report.failures] == ["tldr"]
+
+
+def gates_carry(commentary):
+    from pipeline.models import JobCarry
+
+    return JobCarry(
+        job=make_job(), evidence=rich_evidence(), facts=make_facts(), commentary=commentary
+    )
+
+
+def test_only_a_draft_that_fails_a_gate_takes_the_gates_to_the_model_queue(settings):
+    """quality_gates runs on a queue without llm slots; the draft that will be repaired (a
+    Stage B call) is handed to the llm queue. Decided by the same gates the stage runs."""
+    from pipeline.deps import StageDeps
+    from pipeline.stages import STAGE_BY_NAME, needs_model_queue
+
+    deps = StageDeps(settings=settings, fetcher=None, prompts=None, context=TeamContext())  # type: ignore[arg-type]
+    gates, fetch = STAGE_BY_NAME["quality_gates"], STAGE_BY_NAME["fetch_evidence"]
+    good = gates_carry(make_commentary(similar_tech=[]))
+    broken = gates_carry(make_commentary(similar_tech=[], tldr=["Only one."]))
+    assert check_gates(
+        good.commentary, good.facts, good.evidence, good.job, settings, TeamContext()
+    ).passed
+    assert not needs_model_queue(gates, good, deps)
+    assert needs_model_queue(gates, broken, deps)
+    assert not needs_model_queue(fetch, broken, deps)  # no model queue of its own
+    # a stand-in runs where it is, unless it says otherwise
+    deps.overrides = {"quality_gates": lambda carry, deps: None}
+    assert not needs_model_queue(gates, broken, deps)
+    standin = lambda carry, deps: None  # noqa: E731
+    standin.calls_model = lambda carry, deps: True  # type: ignore[attr-defined]
+    deps.overrides = {"quality_gates": standin}
+    assert needs_model_queue(gates, good, deps)

@@ -50,9 +50,14 @@ def test_stage_routes_are_derived_from_the_stage_table_and_beat_replays_the_outb
     llm = {s.name for s in STAGES if s.queue == QUEUE_LLM}
     post = {s.name for s in STAGES if s.queue == QUEUE_POST}
     assert (io, llm, post) == (
-        {"fetch_evidence"}, {"stage_a", "stage_b", "quality_gates"}, {"slack_post"},
+        {"fetch_evidence"}, {"stage_a", "stage_b"}, {"quality_gates", "slack_post"},
     )  # fmt: skip
-    assert {s.name for s in STAGES if s.uses_llm} == llm
+    # the gates call the model only to repair a draft: that run has a task of its own on llm
+    model_runs = {s.name: s.model_task_name for s in STAGES if s.model_queue}
+    assert model_runs == {"quality_gates": "technoshare.quality_gates.model"}
+    assert ROUTES["technoshare.quality_gates.model"] == QUEUE_LLM
+    assert "technoshare.quality_gates.model" in app.tasks
+    assert {s.name for s in STAGES if s.uses_llm} == llm | set(model_runs)
 
     replay = "technoshare.replay_mlflow_outbox"
     assert replay in {e["task"] for e in conf["beat_schedule"].values()}
@@ -200,19 +205,22 @@ def test_later_stages_of_a_queue_are_served_first():
     """A job that has started is carried through before the next one starts (a burst finishes
     job by job): within each queue a later stage has a lower kombu priority number (Redis: 0
     is served first); tasks that are not stages keep the default."""
-    from tasks.app import PRIORITY_STEPS, queue_keys
+    from tasks.app import PRIORITY_STEPS, queue_keys, stage_tasks_on
 
     conf = celery_config(Settings())
     routes = conf["task_routes"]
     assert conf["broker_transport_options"]["priority_steps"] == list(PRIORITY_STEPS)
     for queue in QUEUES:
-        on_queue = [s.task_name for s in STAGES if s.queue == queue]
+        on_queue = stage_tasks_on(queue)
         priorities = [routes[name].get("priority", 0) for name in on_queue]
         assert priorities == sorted(priorities, reverse=True) and priorities[-1] == 0, queue
         assert len(set(priorities)) == len(priorities), queue
         assert all(p in PRIORITY_STEPS for p in priorities)
-    llm = [routes[s.task_name].get("priority", 0) for s in STAGES if s.queue == QUEUE_LLM]
-    assert llm == [6, 3, 0]
+    assert stage_tasks_on(QUEUE_LLM) == [
+        "technoshare.stage_a", "technoshare.stage_b", "technoshare.quality_gates.model",
+    ]  # fmt: skip
+    llm = [routes[name].get("priority", 0) for name in stage_tasks_on(QUEUE_LLM)]
+    assert llm == [6, 3, 0]  # a repair of a draft (its job nearly done) is served first
     for name in (START_JOB_TASK, "technoshare.job_failed", "technoshare.replay_mlflow_outbox"):
         assert "priority" not in routes[name]
     assert queue_keys(QUEUE_LLM) == ["llm", "llm\x06\x163", "llm\x06\x166", "llm\x06\x169"]
