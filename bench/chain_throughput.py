@@ -238,12 +238,16 @@ class Bench:
                 return records
             time.sleep(0.5)
 
-    def _key_prefixes(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def _key_prefixes(self) -> dict[str, dict[str, int]]:
+        """Per key family: how many keys, and their bytes (``MEMORY USAGE``, which counts the
+        value, the key and the allocator's overhead for them) summed over the family."""
+        families: dict[str, dict[str, int]] = {}
         for key in self.r.scan_iter(count=1000):
             prefix = re.sub(r"[:-][0-9a-f]{8,}.*$|:[^:]*$", "", key)
-            counts[prefix] = counts.get(prefix, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:12])
+            family = families.setdefault(prefix, {"keys": 0, "bytes": 0})
+            family["keys"] += 1
+            family["bytes"] += int(self.r.memory_usage(key, samples=0) or 0)
+        return dict(sorted(families.items(), key=lambda kv: -kv[1]["bytes"])[:12])
 
     def stop(self) -> None:
         if self.ingest is not None:

@@ -13,6 +13,11 @@ KEY_PREFIX = "ts:"
 # for a month; longer history lives in MLflow.
 JOB_KEY = KEY_PREFIX + "job:{job_id}"
 JOB_TTL_SECONDS = 30 * 24 * 3600
+# What each stage task of a job saw (hash: stage -> JSON of attempt, task, retries, headers), for
+# diagnosing delivery. TTL: 1 day from the last stage; apart from the record because it is as
+# large as the rest of it and is not needed once the job is done.
+JOB_SEEN_KEY = KEY_PREFIX + "seen:{job_id}"
+JOB_SEEN_TTL_SECONDS = 24 * 3600
 
 # Slack event ids already accepted (SET NX). TTL: 1 hour; Slack retries an event for a few
 # minutes at most (3 retries with backoff), so an hour is ample and keeps the set small.

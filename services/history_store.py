@@ -2,7 +2,7 @@
 replied in which thread, and what each of them read (follow-up questions).
 
     ts:history:<channel>          sorted set: job id -> posted at (unix s), newest kept
-    ts:history:entry:<job>        JSON ``HistoryEntry``                TTL HISTORY_TTL_DAYS
+    ts:history:entry:<job>        zlib JSON ``HistoryEntry``       TTL HISTORY_TTL_DAYS
     ts:thread:<channel>:<ts>      set of the job ids that replied in the thread
     ts:archive:<job>              zlib JSON ``ArchivedJob``        TTL FOLLOWUP_WINDOW_DAYS
 
@@ -50,6 +50,24 @@ def archive_of(job: Job, evidence: Evidence, facts: Facts, title: str) -> Archiv
     slim = facts.model_copy(update={"fetched_snippets": [], "usage": StageUsage()})
     snippets = [*evidence.snippets, *facts.fetched_snippets]
     return ArchivedJob(job=job, title=title, snippets=snippets, facts=slim)
+
+
+def dump_entry(entry: HistoryEntry) -> bytes:
+    """An entry as stored: compressed (2.4-2.8 KB of JSON, mostly its text, become ~1.2 KB;
+    it is kept HISTORY_TTL_DAYS, the longest-lived thing a job leaves)."""
+    return zlib.compress(entry.model_dump_json().encode(), 6)
+
+
+def load_entry(data: bytes | str) -> HistoryEntry:
+    """An entry as stored; plain JSON too (entries written before they were compressed).
+    ``ValueError`` when it is neither."""
+    raw = data.encode() if isinstance(data, str) else data
+    if not raw.lstrip().startswith(b"{"):
+        try:
+            raw = zlib.decompress(raw)
+        except zlib.error as exc:
+            raise ValueError(f"history entry is neither JSON nor zlib: {exc}") from None
+    return HistoryEntry.model_validate_json(raw)
 
 
 def dump_archive(archive: ArchivedJob) -> bytes:
@@ -109,7 +127,7 @@ class RedisHistory:
             for key, raw in zip(missing, raws, strict=True):
                 if raw:
                     try:
-                        entry = HistoryEntry.model_validate_json(raw)
+                        entry = load_entry(raw)
                     except ValueError:
                         continue
                     fresh[key] = (entry, content_tokens(entry.text))
@@ -148,7 +166,7 @@ class RedisHistory:
         if entry is not None:
             ttl = s.history_ttl_days * DAY
             index = HISTORY_KEY.format(channel_id=entry.channel_id)
-            pipe.set(HISTORY_ENTRY_KEY.format(job_id=entry.job_id), entry.model_dump_json(), ex=ttl)
+            pipe.set(HISTORY_ENTRY_KEY.format(job_id=entry.job_id), dump_entry(entry), ex=ttl)
             pipe.zadd(index, {entry.job_id: entry.shared_at.timestamp()})
             pipe.zremrangebyscore(index, "-inf", time.time() - ttl)
             pipe.zremrangebyrank(index, 0, -s.history_max_entries - 1)
@@ -179,7 +197,7 @@ class RedisHistory:
         for raw in self.r.mget(keys):
             if raw:  # expired since (the index is pruned lazily)
                 try:
-                    found.append(HistoryEntry.model_validate_json(raw))
+                    found.append(load_entry(raw))
                 except ValueError:
                     log.warning("unreadable history entry skipped")
         return found

@@ -12,8 +12,10 @@ A job record is one Redis hash (``JOB_KEY``). Fields:
     post_started:<attempt>  when the first Slack call began (then a retry looks before posting)
     last_error     one-line reason of the last failure;  user_error: its safe-to-show sentence
     duplicate_of   the earlier job answered for the same link in the channel
-    seen:<stage>   JSON {"attempt", "task_id", "retries", "headers"}: what that stage's task saw
     start:<task>   the attempt a start/reprocess task message began (redelivery-safe)
+
+What each stage's task saw (``JOB_SEEN_KEY``, a hash of its own, stage -> JSON {"attempt",
+"task_id", "task", "retries", "headers"}) is kept a day: read with ``get(..., with_seen=True)``.
 
 Everything here is synchronous redis-py and imports neither mlflow nor litellm (ingest uses it).
 """
@@ -37,6 +39,8 @@ from pipeline.constants import (
     EVENT_SEEN_KEY,
     EVENT_SEEN_TTL_SECONDS,
     JOB_KEY,
+    JOB_SEEN_KEY,
+    JOB_SEEN_TTL_SECONDS,
     JOB_TTL_SECONDS,
     LINK_CLAIM_KEY,
     LINK_CLAIM_TTL_SECONDS,
@@ -106,9 +110,11 @@ class JobRecord:
         return self.job.job_id
 
     @classmethod
-    def from_hash(cls, data: Mapping[str, str]) -> JobRecord:
+    def from_hash(
+        cls, data: Mapping[str, str], seen_data: Mapping[str, str] | None = None
+    ) -> JobRecord:
         replies = {int(k.split(":", 1)[1]): v for k, v in data.items() if k.startswith("reply_ts:")}
-        seen = {k.split(":", 1)[1]: json.loads(v) for k, v in data.items() if k.startswith("seen:")}
+        seen = {stage: json.loads(v) for stage, v in (seen_data or {}).items()}
         return cls(
             job=Job.model_validate_json(data["job"]),
             status=JobStatus(data.get("status", JobStatus.queued)),
@@ -168,12 +174,20 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         self.r.delete(self._key(job_id))
 
-    def get(self, job_id: str) -> JobRecord | None:
-        data = self.r.hgetall(self._key(job_id))
-        return JobRecord.from_hash(data) if data and "job" in data else None
+    def get(self, job_id: str, *, with_seen: bool = False) -> JobRecord | None:
+        """The record; ``with_seen``: with what each stage's task saw (one more HGETALL in the
+        same round trip)."""
+        if with_seen:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(self._key(job_id))
+            pipe.hgetall(JOB_SEEN_KEY.format(job_id=job_id))
+            data, seen = pipe.execute()
+        else:
+            data, seen = self.r.hgetall(self._key(job_id)), None
+        return JobRecord.from_hash(data, seen) if data and "job" in data else None
 
-    def require(self, job_id: str) -> JobRecord:
-        record = self.get(job_id)
+    def require(self, job_id: str, *, with_seen: bool = False) -> JobRecord:
+        record = self.get(job_id, with_seen=with_seen)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r} in the job store (expired or never seen)")
         return record
@@ -248,7 +262,11 @@ class JobStore:
             "retries": retries,
             "headers": dict(headers),
         }
-        self.r.hset(self._key(job_id), f"seen:{stage}", json.dumps(seen))
+        key = JOB_SEEN_KEY.format(job_id=job_id)
+        pipe = self.r.pipeline(transaction=False)  # one round trip
+        pipe.hset(key, stage, json.dumps(seen))
+        pipe.expire(key, JOB_SEEN_TTL_SECONDS)
+        pipe.execute()
 
     # --- posting ----------------------------------------------------------------------------
     def reply_for(self, job_id: str, attempt: int) -> str | None:

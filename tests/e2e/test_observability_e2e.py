@@ -113,7 +113,7 @@ def test_runs_and_trace_of_real_jobs(
         assert tags[f"{stage}.prompt_version"] == ",".join(prompt_versions[n] for n in names)
     assert "total_latency_seconds" in arxiv.data.metrics and "cost_usd" in arxiv.data.metrics
 
-    record = stack.store.require(first_jobs["arxiv"])  # what the tasks themselves saw
+    record = stack.store.require(first_jobs["arxiv"], with_seen=True)  # what the tasks saw
     assert record.parent_run_id == arxiv.info.run_id
     assert {seen["headers"].get("ts_parent_run_id") for seen in record.seen.values()} == {
         arxiv.info.run_id

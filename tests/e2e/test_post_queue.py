@@ -55,7 +55,7 @@ def test_a_ready_reply_is_posted_while_every_io_process_is_stuck_fetching(tmp_pa
             # ...and the slow ones were still fetching when it was posted
             assert silent.open_connections() == 2
             for job_id in slow:
-                slow_record = stack.store.require(job_id)
+                slow_record = stack.store.require(job_id, with_seen=True)
                 assert slow_record.status not in FINAL_STATUSES, slow_record
                 assert set(slow_record.seen) == {"fetch_evidence"}, slow_record.seen
         finally:

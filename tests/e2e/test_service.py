@@ -83,7 +83,7 @@ def assert_parent_run_reached_every_stage(record, mlflow_runs) -> None:
 def _jobs_of_message(stack, ts: str) -> list:
     records = []
     for key in stack.store.r.scan_iter("ts:job:*"):
-        record = stack.store.get(key.split(":", 2)[2])
+        record = stack.store.get(key.split(":", 2)[2], with_seen=True)
         if record and record.job.message_ts == ts:
             records.append(record)
     return records
@@ -185,7 +185,7 @@ def test_reprocess_with_celery_call_reruns_end_to_end(stack, fake_slack):
     assert out.returncode == 0, out.stderr
 
     def second_done():
-        r = stack.store.require(first.job_id)
+        r = stack.store.require(first.job_id, with_seen=True)
         return r if r.attempt == 2 and r.status in ("posted", "gate_failed", "failed") else None
 
     second = wait_until(second_done, 120, "the reprocessed job")
@@ -208,7 +208,7 @@ def test_every_stage_and_the_reprocess_see_a_real_parent_run_id(stack, fake_slac
     stack.celery.send_task("technoshare.reprocess", args=[first.job_id])
     second = wait_until(
         lambda: (
-            (r := stack.store.require(first.job_id)).attempt == 2
+            (r := stack.store.require(first.job_id, with_seen=True)).attempt == 2
             and r.status in FINAL_STATUSES
             and r
         ),

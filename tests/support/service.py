@@ -302,7 +302,7 @@ class Stack:
         from services.job_store import FINAL_STATUSES
 
         def done() -> dict[str, Any] | None:
-            records = {j: self.store.require(j) for j in job_ids}
+            records = {j: self.store.require(j, with_seen=True) for j in job_ids}
             return records if all(r.status in FINAL_STATUSES for r in records.values()) else None
 
         try:
@@ -311,7 +311,7 @@ class Stack:
             raise AssertionError(self.diagnostics(job_ids)) from None
 
     def diagnostics(self, job_ids: list[str]) -> str:
-        out = [f"{j}: {self.store.get(j)}" for j in job_ids]
+        out = [f"{j}: {self.store.get(j, with_seen=True)}" for j in job_ids]
         out += [f"--- {w.name}\n{w.log()[-4000:]}" for w in self.workers]
         return "\n".join(out)
 

@@ -37,9 +37,9 @@ def raw_fixture(redis_server, redis_client) -> Iterator[redis.Redis]:
     client.close()
 
 
-def test_store_keeps_entries_newest_first_with_ttls_and_prunes(redis_client):
+def test_store_keeps_entries_newest_first_with_ttls_and_prunes(raw, redis_client):
     settings = Settings(history_ttl_days=180, history_max_entries=3, followup_window_days=30)
-    history = RedisHistory(redis_client, settings)
+    history = RedisHistory(raw, settings)
     job = make_job(channel_id="C1", message_ts="100.1")
     for i, age in enumerate([10, 5, 1, 0.5]):
         archive = ArchivedJob(job=job.model_copy(update={"job_id": f"j{i}"}), title="t")
@@ -114,3 +114,22 @@ def test_related_reads_each_entry_once_per_process(raw):
     history.store(ArchivedJob(job=make_job(job_id="j9"), title="t"), entry("j9", 0, ["Evals"]))
     history.related(carry)
     assert client.mgets == [5, 1]  # the second call fetched nothing, the third only the new one
+
+
+def test_entries_are_stored_compressed_and_plain_json_ones_still_read(raw):
+    """The entry is what a job leaves longest (HISTORY_TTL_DAYS): compressed, it takes less
+    than half; entries written as plain JSON by an earlier version are still read."""
+    settings = Settings()
+    history = RedisHistory(raw, settings)
+    long = entry("new", 1, ["Evals"]).model_copy(update={"text": "Streaming logs to queues. " * 80})
+    history.store(ArchivedJob(job=make_job(job_id="new"), title="t"), long)
+    stored = raw.get(HISTORY_ENTRY_KEY.format(job_id="new"))
+    assert len(stored) < len(long.model_dump_json()) / 2
+    old = entry("old", 2, ["Evals"])
+    raw.set(HISTORY_ENTRY_KEY.format(job_id="old"), old.model_dump_json())
+    raw.zadd(HISTORY_KEY.format(channel_id="C1"), {"old": old.shared_at.timestamp()})
+    raw.set(HISTORY_ENTRY_KEY.format(job_id="bad"), b"\x00garbage")
+    raw.zadd(HISTORY_KEY.format(channel_id="C1"), {"bad": old.shared_at.timestamp() - 1})
+    assert [(e.job_id, e.text) for e in history.entries("C1")] == [
+        ("new", long.text), ("old", old.text),
+    ]  # fmt: skip

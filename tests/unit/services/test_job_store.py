@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.constants import LINK_CLAIM_TTL_SECONDS
+from pipeline.constants import JOB_KEY, JOB_SEEN_KEY, JOB_SEEN_TTL_SECONDS, LINK_CLAIM_TTL_SECONDS
 from pipeline.errors import JobNotFoundError
 from pipeline.models import Job
 from services.job_store import JobStatus, JobStore
@@ -71,10 +71,15 @@ def test_seen_headers_errors_and_run(store):
     store.set_run("j1", {"ts_parent_run_id": "run1"}, "run1", reprocess_of="run0")
     store.record_seen("j1", "stage_a", {"ts_parent_run_id": "run1"}, attempt=1, task_id="t")
     store.record_error("j1", "FetchNetworkError: reset", "The source could not be reached.")
-    record = store.require("j1")
+    record = store.require("j1", with_seen=True)
     assert record.parent_run_id == "run1" and record.reprocess_of == "run0"
     assert record.headers == {"ts_parent_run_id": "run1"}
     assert record.seen["stage_a"]["headers"] == {"ts_parent_run_id": "run1"}
+    assert store.require("j1").seen == {}  # the stages' view is read only when asked for
+    # kept apart, for a day: the record itself stays small (a listpack-sized hash)
+    seen_key = JOB_SEEN_KEY.format(job_id="j1")
+    assert 0 < store.r.ttl(seen_key) <= JOB_SEEN_TTL_SECONDS
+    assert not any(field.startswith("seen") for field in store.r.hkeys(JOB_KEY.format(job_id="j1")))
     assert record.last_error.startswith("FetchNetworkError")
     assert record.user_error == "The source could not be reached."
 
