@@ -223,7 +223,8 @@ class Bench:
             "redis_commands_per_job": round(sum(delta.values()) / len(ids), 1),
             "redis_commands": {k: round(v / len(ids), 2) for k, v in delta.items() if v > 0},
             "redis_bytes_per_job": round(mem / len(ids)),
-            "redis_keys_by_prefix": self._key_prefixes(),
+            "redis_keys_by_prefix": (families := self._key_prefixes()),
+            "redis_bytes_per_job_by_lifetime": self.kept_bytes(families, len(ids)),
             "rss_mb": {k: round(sum(rss_mb(p) for p in tree(pid)), 1) for k, pid in pids.items()},
         }  # fmt: skip
 
@@ -244,10 +245,29 @@ class Bench:
         families: dict[str, dict[str, int]] = {}
         for key in self.r.scan_iter(count=1000):
             prefix = re.sub(r"[:-][0-9a-f]{8,}.*$|:[^:]*$", "", key)
-            family = families.setdefault(prefix, {"keys": 0, "bytes": 0})
+            family = families.setdefault(prefix, {"keys": 0, "bytes": 0, "ttl_s": -1})
             family["keys"] += 1
             family["bytes"] += int(self.r.memory_usage(key, samples=0) or 0)
+            family["ttl_s"] = max(family["ttl_s"], int(self.r.ttl(key)))
         return dict(sorted(families.items(), key=lambda kv: -kv[1]["bytes"])[:12])
+
+    @staticmethod
+    def kept_bytes(families: dict[str, dict[str, int]], jobs: int) -> dict[str, int]:
+        """Bytes per job by how long they stay: for a month or more (the job record, its
+        archive, its history entry, the thread index), and for a day or less (dedupe markers,
+        the stages' view, the evidence cache); queues and bindings are not per job."""
+        month = day = 0
+        for name, family in families.items():
+            if not name.startswith("ts:") or family["keys"] < jobs // 2:
+                continue  # not one per job (the channel's index, kombu's bindings)
+            if family["ttl_s"] >= 7 * 86400:
+                month += family["bytes"]
+            else:
+                day += family["bytes"]
+        return {
+            "kept_30_days_or_more": round(month / jobs),
+            "kept_a_day_or_less": round(day / jobs),
+        }
 
     def stop(self) -> None:
         if self.ingest is not None:
@@ -295,16 +315,19 @@ def measure(label: str, args: argparse.Namespace, *, slots: int, processes: int,
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| configuration | jobs | LLM calls/job | jobs/s | bound | achieved/bound | p50 s | p95 s "
-        "| CPU ms/job | Redis cmds/job | Redis B/job | MLflow req/job |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| CPU ms/job | Redis cmds/job | Redis B/job | B/job kept 30 d+ | B/job kept <= 1 d "
+        "| MLflow req/job |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         ratio = r.get("achieved_over_bound")
+        kept = r.get("redis_bytes_per_job_by_lifetime") or {}
         lines.append(
             f"| {r['label']} | {r['jobs']} | {r['llm_calls_per_job']} | {r['jobs_per_s']} | "
             f"{r.get('bound_jobs_per_s') or '-'} | {ratio if ratio is not None else '-'} | "
             f"{r['p50_s']} | {r['p95_s']} | {r['cpu_ms_per_job']} | "
             f"{r['redis_commands_per_job']} | {r['redis_bytes_per_job']} | "
+            f"{kept.get('kept_30_days_or_more', '-')} | {kept.get('kept_a_day_or_less', '-')} | "
             f"{r.get('mlflow_requests_per_job', '-')} |"
         )
     return "\n".join(lines)
