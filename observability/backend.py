@@ -151,7 +151,6 @@ class MlflowRecorder:
         rt = self.runtime
         obs = StageObservation(stage=stage)
         t0 = time.perf_counter()
-        imports_before = tracing.import_seconds
         error: BaseException | None = None
         summary = StageSummary()
         overhead = 0.0
@@ -161,7 +160,7 @@ class MlflowRecorder:
             ready = rt.tracing_ready()
             with tracing.stage_span(ready, stage, job, headers, self.redactor, spans) as span:
                 body_start = time.perf_counter()
-                overhead += body_start - t0 - (tracing.import_seconds - imports_before)
+                overhead += body_start - t0
                 try:
                     yield obs
                 except BaseException as exc:

@@ -35,7 +35,6 @@ import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -50,7 +49,6 @@ log = logging.getLogger("observability")
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _autolog_pid: int | None = None
-import_seconds = 0.0  # this process's litellm import for autolog: the stage needs it anyway
 
 
 def new_traceparent() -> tuple[str, str, str]:
@@ -67,22 +65,30 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
 def ensure_litellm_autolog() -> None:
     """LLM-call spans (messages, tokens, cost) under the stage span; once per process.
 
-    Importing litellm takes seconds; the LLM stage would import it anyway, so that time is
-    added to ``import_seconds`` and not counted as MLflow overhead."""
-    global _autolog_pid, import_seconds
+    Enabled when litellm is imported, not here: a post-import hook (MLflow's own mechanism for
+    autologging) turns it on the moment something imports litellm, or now if it already is.
+    The offline model never imports litellm, so an offline job never pays its import (seconds)
+    nor autolog's patching; a real model call imports it before its first request, and the
+    hook has patched it by then (inside the stage's body: its time is the stage's, not MLflow's)."""
+    global _autolog_pid
 
     if _autolog_pid == os.getpid():
         return
     _autolog_pid = os.getpid()
     try:
-        started = time.perf_counter()
-        import litellm  # noqa: F401
+        from mlflow.utils.import_hooks import register_post_import_hook
 
-        import_seconds += time.perf_counter() - started
+        register_post_import_hook(_autolog_litellm, "litellm", overwrite=True)
+    except Exception as exc:  # stage spans still work
+        log.info("mlflow.litellm.autolog unavailable: %s", exc)
+
+
+def _autolog_litellm(_module: Any) -> None:
+    try:
         import mlflow
 
         mlflow.litellm.autolog(log_traces=True, silent=True)
-    except Exception as exc:  # no litellm in this process: stage spans still work
+    except Exception as exc:
         log.info("mlflow.litellm.autolog unavailable: %s", exc)
 
 

@@ -92,3 +92,36 @@ def test_a_real_model_falling_back_to_offline_goes_through_litellm(scripted):
     answer, usage = LLMClient(settings).complete_model("stage_a", messages, FactsAnswer)
     assert answer.key_facts
     assert usage.model == offline_model.MODEL
+
+
+_TRACKED_OFFLINE_RUN = textwrap.dedent(
+    """
+    import json, sys
+    from services.run_cli import run
+
+    result = run("https://github.com/encode/httpx", recorded=True)
+    heavy = sorted(m for m in ("litellm", "openai") if m in sys.modules)
+    print(json.dumps({"outcome": result.outcome.value, "heavy": heavy,
+                      "mlflow": "mlflow" in sys.modules}))
+    """
+)
+
+
+def test_a_tracked_offline_run_records_to_mlflow_without_importing_litellm(tmp_path):
+    """LLM-call autologging is armed by an import hook: it costs nothing until litellm is
+    imported, which only a real model does (an offline `technoshare run` was 8-18 s with it)."""
+    env = subprocess_env()  # no MLFLOW_TRACKING_URI: the embedded default, sqlite in STATE_DIR
+    env.update(STATE_DIR=str(tmp_path), MLFLOW_ENABLE_TRACKING="true",
+               MLFLOW_ENABLE_TRACING="true", LLM_MODEL="offline/extractive")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _TRACKED_OFFLINE_RUN], env=env, capture_output=True, text=True,
+        timeout=180, check=True,
+    )  # fmt: skip
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"outcome": "success", "heavy": [], "mlflow": True}
+    from tests.support.mlflow_server import client_and_experiment
+
+    db = next(tmp_path.rglob("*.db"))
+    client, experiment = client_and_experiment(f"sqlite:///{db}")
+    runs = client.search_runs([experiment])
+    assert len(runs) == 6  # the parent and one nested run per stage: recorded all the same
