@@ -6,7 +6,8 @@ twice in the same run: ``GET /healthz`` at that rate (the baseline: HTTP, uvicor
 loopback) and then the events.
 
 Latency is taken from each request's scheduled send time, so a sender that falls behind shows up
-as latency instead of a slower rate. CPU per request is the ingest process's CPU (and Redis's)
+as latency instead of a slower rate. The senders run in a forked process of their own, apart
+from the fake Slack (which answers a reaction per event) and the queue drain. CPU per request is the ingest process's CPU (and Redis's)
 over the phase divided by the requests of the phase.
 
     python bench/ingest_load.py [--rates 50 100 200] [--seconds 8] [--runs 3] [--links 1]
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import tempfile
 import threading
@@ -65,9 +67,11 @@ def drain_post_queue(url: str, stop: threading.Event) -> None:
     client.close()
 
 
-def phase(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], rate: float,
-          pid: int, r: redis.Redis, redis_pid: int) -> dict[str, Any]:  # fmt: skip
-    """Send ``requests`` at ``rate`` per second from SENDERS threads; latencies and CPU."""
+def send_all(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], rate: float,
+             out: Any) -> None:  # fmt: skip
+    """The load generator: ``requests`` at ``rate`` per second from SENDERS threads; sends
+    (latencies, errors, elapsed) on ``out``. Run in a process of its own: in the bench's
+    process it would share one GIL with the fake Slack answering every reaction."""
     n = len(requests)
     latencies: list[float] = [0.0] * n
     errors: list[str] = []
@@ -98,13 +102,28 @@ def phase(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], r
                     errors.append(f"{type(exc).__name__}: {exc}")
                 latencies[i] = time.perf_counter() - due
 
-    cpu0, rcpu0, cmd0 = cpu_seconds(pid), cpu_seconds(redis_pid), commands(r)
     threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
+    out.send((latencies, errors, time.perf_counter() - start))
+    out.close()
+
+
+def phase(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], rate: float,
+          pid: int, r: redis.Redis, redis_pid: int) -> dict[str, Any]:  # fmt: skip
+    """Send ``requests`` at ``rate`` per second from a forked load generator; latencies and
+    the ingest's (and Redis's) CPU over the phase."""
+    n = len(requests)
+    cpu0, rcpu0, cmd0 = cpu_seconds(pid), cpu_seconds(redis_pid), commands(r)
+    ctx = multiprocessing.get_context("fork")
+    receiving, sending = ctx.Pipe(duplex=False)
+    generator = ctx.Process(target=send_all, args=(base, requests, rate, sending))
+    generator.start()
+    sending.close()
+    latencies, errors, elapsed = receiving.recv()
+    generator.join(30)
     time.sleep(0.3)  # the reactions after the responses: their CPU belongs to the phase
     cpu, rcpu = cpu_seconds(pid) - cpu0, cpu_seconds(redis_pid) - rcpu0
     delta = command_delta(cmd0, commands(r))
