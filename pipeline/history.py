@@ -28,7 +28,7 @@ from pipeline.models import (
     SharedBefore,
     utcnow,
 )
-from pipeline.ranking import TfIdf
+from pipeline.ranking import TermWeights, Vocabulary, tfidf_ranked
 from pipeline.text import content_tokens
 
 # An entry is "close" at this TF-IDF cosine or more. Measured on the recorded corpus (its 11
@@ -113,24 +113,27 @@ def related(
     *,
     limit: int = MAX_SHARED_BEFORE,
     min_score: float = MIN_RELATED_SCORE,
-    tokens: Sequence[Sequence[str]] | None = None,
+    weights: Sequence[TermWeights] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> list[SharedBefore]:
     """The entries closest to this job, best first; never the same link or the same job. The
-    job is described the way its own entry will be (title, facts, TL;DR, tags)."""
-    if tokens is None:  # ``tokens``: each entry's content tokens, when the caller kept them
-        tokens = [content_tokens(e.text) for e in entries]
+    job is described the way its own entry will be (title, facts, TL;DR, tags). ``weights``:
+    each entry's terms weighed with ``vocabulary``, when the caller kept them."""
+    if weights is None or vocabulary is None:
+        vocabulary = Vocabulary()
+        weights = [vocabulary.weigh(content_tokens(e.text)) for e in entries]
     kept = [
-        (e, t)
-        for e, t in zip(entries, tokens, strict=True)
+        (e, w)
+        for e, w in zip(entries, weights, strict=True)
         if e.canonical_url != job.canonical_url and e.job_id != job.job_id
     ]
     if not kept:
         return []
     others = [e for e, _ in kept]
     query = content_tokens(entry_text(title_of(job, evidence, facts), facts, commentary))
-    index = TfIdf([t for _, t in kept])
+    ranked = tfidf_ranked(query, [w for _, w in kept], vocabulary, min_score=min_score)
     found = []
-    for i, score in index.ranked(query, min_score=min_score)[:limit]:
+    for i, score in ranked[:limit]:
         e = others[i]
         found.append(
             SharedBefore(

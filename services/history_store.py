@@ -35,6 +35,7 @@ from pipeline.models import (
     SharedBefore,
     StageUsage,
 )
+from pipeline.ranking import TermWeights, Vocabulary
 from pipeline.settings import Settings
 from pipeline.text import content_tokens
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 Permalink = Callable[[str, str], str | None]  # (channel, ts) -> the message's permalink
 DAY = 24 * 3600
+# A process's vocabulary grows with every entry it weighs; past this many terms (tens of MB of
+# dict) it starts afresh with the entries it needs now.
+VOCABULARY_LIMIT = 400_000
 
 
 def archive_of(job: Job, evidence: Evidence, facts: Facts, title: str) -> ArchivedJob:
@@ -86,10 +90,13 @@ class RedisHistory:
         self.r = client  # a bytes client: archives are compressed (decode_responses=False)
         self.settings = settings
         self.permalink = permalink
-        # job id -> (entry, its content tokens): entries never change once written (a
+        # job id -> (entry, its weighed terms): entries never change once written (a
         # reprocess rewrites one: its shared_at moves, so the key is the id and that time),
-        # so each is read from Redis and tokenized once per process, not once per job
-        self._parsed: OrderedDict[tuple[str, float], tuple[HistoryEntry, list[str]]] = OrderedDict()
+        # so each is read from Redis and weighed once per process, not once per job
+        self._parsed: OrderedDict[tuple[str, float], tuple[HistoryEntry, TermWeights]] = (
+            OrderedDict()
+        )
+        self._vocabulary = Vocabulary()
         self._lock = threading.Lock()
 
     @classmethod
@@ -106,14 +113,17 @@ class RedisHistory:
     def related(self, carry: JobCarry) -> list[SharedBefore]:
         if not self.enabled or carry.evidence is None or carry.facts is None:
             return []
-        parsed = self._entries_with_tokens(carry.job.channel_id)
-        entries, tokens = [e for e, _ in parsed], [t for _, t in parsed]
+        parsed, vocabulary = self._weighed_entries(carry.job.channel_id)
+        entries, weights = [e for e, _ in parsed], [w for _, w in parsed]
         return related(carry.job, carry.evidence, carry.facts, carry.commentary, entries,
-                       tokens=tokens)  # fmt: skip
+                       weights=weights, vocabulary=vocabulary)  # fmt: skip
 
-    def _entries_with_tokens(self, channel: str) -> list[tuple[HistoryEntry, list[str]]]:
-        """The channel's newest entries with their tokens; only entries this process has not
-        seen are fetched (one ZREVRANGE, an MGET of the new ones)."""
+    def _weighed_entries(
+        self, channel: str
+    ) -> tuple[list[tuple[HistoryEntry, TermWeights]], Vocabulary]:
+        """The channel's newest entries with their weighed terms (and the vocabulary they were
+        weighed with); only entries this process has not seen are fetched (one ZREVRANGE, an
+        MGET of the new ones)."""
         index = HISTORY_KEY.format(channel_id=channel)
         scored = self.r.zrevrangebyscore(
             index, "+inf", "-inf", start=0, num=self.settings.history_max_entries, withscores=True
@@ -130,13 +140,34 @@ class RedisHistory:
                         entry = load_entry(raw)
                     except ValueError:
                         continue
-                    fresh[key] = (entry, content_tokens(entry.text))
+                    fresh[key] = entry
             with self._lock:
-                self._parsed.update(fresh)
+                if len(self._vocabulary) > VOCABULARY_LIMIT:  # terms of long-evicted entries
+                    self._vocabulary, self._parsed = Vocabulary(), OrderedDict()
+                    fresh.update(self._reread(keys, fresh))
+                for key, entry in fresh.items():
+                    self._parsed[key] = (entry, self._vocabulary.weigh(content_tokens(entry.text)))
                 while len(self._parsed) > 4 * max(1, self.settings.history_max_entries):
                     self._parsed.popitem(last=False)
         with self._lock:
-            return [self._parsed[k] for k in keys if k in self._parsed]
+            return [self._parsed[k] for k in keys if k in self._parsed], self._vocabulary
+
+    def _reread(
+        self, keys: list[tuple[str, float]], have: dict[tuple[str, float], HistoryEntry]
+    ) -> dict[tuple[str, float], HistoryEntry]:
+        """The entries of ``keys`` not in ``have``, from Redis (after the cache was reset)."""
+        wanted = [k for k in keys if k not in have]
+        if not wanted:
+            return {}
+        raws = self.r.mget([HISTORY_ENTRY_KEY.format(job_id=j) for j, _ in wanted])
+        out = {}
+        for key, raw in zip(wanted, raws, strict=True):
+            if raw:
+                try:
+                    out[key] = load_entry(raw)
+                except ValueError:
+                    continue
+        return out
 
     def remember(self, carry: JobCarry, reply_ts: str) -> None:
         """Keep a posted job: its thread and archive for follow-ups, and, when its commentary
