@@ -7,8 +7,11 @@ real ``mlflow server`` (its requests counted from its access log, its CPU counte
 stack's).
 
 Per configuration: jobs/s (the completion rate between the 10th and 90th percentile finish, so
-the pipeline's fill and drain do not count), achieved/bound where bound = LLM slots (threads x
-processes) / LLM calls per job (the stub's own count), p50/p95 end to end (job record created ->
+the pipeline's fill and drain do not count; it overstates when finishes bunch up), the
+wall-clock jobs/s (all jobs over first created .. last final), achieved/bound where bound = LLM
+slots (threads x processes) / LLM calls per job (the stub's own count), how busy the LLM slots
+were (the stub's calls x latency over slots x its first call .. last answer: the steadiest
+measure of "bounded by LLM concurrency"), p50/p95 end to end (job record created ->
 final status), CPU per job (every process of the stack: redis, ingest, workers with their pool
 children; the LLM wait is sleep, not CPU, and the stub is not counted), Redis commands per job
 (INFO commandstats, the bench's own reads subtracted) and Redis memory per finished job, RSS per
@@ -74,12 +77,14 @@ class FixedLatencyStub(OpenAIStub):
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self._answers: dict[str, str] = {}
+        self.arrivals: list[float] = []  # when each call arrived (monotonic)
         super().__init__()
 
     def _respond(self, body: dict[str, Any]) -> tuple[int, dict, dict[str, str]]:
         arrived = time.monotonic()
         with self._lock:
             self.requests += 1
+            self.arrivals.append(arrived)
         key = NONCE.sub("N", json.dumps([body.get("messages"), body.get("tools")], sort_keys=True))
         answer = self._answers.get(key)
         if answer is None:
@@ -187,6 +192,7 @@ class Bench:
         pids = self.pids()
         cpu0 = {name: tree_cpu(pid) for name, pid in pids.items()}
         cmd0, mem0, calls0 = commands(self.r), used_memory(self.r), self.stub.requests
+        arrivals0 = len(self.stub.arrivals)
         self._polls = 0
         jobs = [urls[i % len(urls)] for i in range(n)]
         ids = self.submit(jobs, tag)
@@ -208,6 +214,11 @@ class Bench:
         counted = int(0.9 * len(final)) - int(0.1 * len(final))
         rate = counted / (hi - lo) if hi > lo else float("nan")
         calls = (self.stub.requests - calls0) / len(ids)
+        # how busy the LLM slots were while the model was being called at all: calls x latency
+        # over slots x (first call .. last answer); 1.0 = every slot busy the whole time
+        arrived = self.stub.arrivals[arrivals0:]
+        window = (max(arrived) + self.stub.delay - min(arrived)) if arrived else 0.0
+        utilization = len(arrived) * self.stub.delay / (self.slots * window) if window else None
         statuses: dict[str, int] = {}
         for record in records:
             statuses[str(record.status)] = statuses.get(str(record.status), 0) + 1
@@ -217,6 +228,7 @@ class Bench:
             # jobs / (last final status - first job created): fill and drain included, and
             # right where finishes bunch up (the 10-90% rate then overstates: tracking on)
             "jobs_per_s_wall": round(len(ids) / (final[-1] - min(created)), 2),
+            "llm_slot_utilization": round(utilization, 3) if utilization else None,
             "wall_s": round(final[-1] - min(created), 1), "llm_calls_per_job": round(calls, 2),
             "p50_s": round(percentile(latency, 50), 2), "p95_s": round(percentile(latency, 95), 2),
             "cpu_ms_per_job": round(sum(cpu.values()) / len(ids) * 1000, 1),
@@ -323,10 +335,11 @@ def measure(label: str, args: argparse.Namespace, *, slots: int, processes: int,
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| configuration | jobs | LLM calls/job | jobs/s | jobs/s wall | bound | achieved/bound "
-        "| p50 s | p95 s "
+        "| LLM slots busy | p50 s | p95 s "
         "| CPU ms/job | Redis cmds/job | Redis B/job | B/job kept 30 d+ | B/job kept <= 1 d "
         "| MLflow req/job |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for r in results:
         ratio = r.get("achieved_over_bound")
@@ -335,6 +348,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['label']} | {r['jobs']} | {r['llm_calls_per_job']} | {r['jobs_per_s']} | "
             f"{r.get('jobs_per_s_wall', '-')} | "
             f"{r.get('bound_jobs_per_s') or '-'} | {ratio if ratio is not None else '-'} | "
+            f"{r.get('llm_slot_utilization') or '-'} | "
             f"{r['p50_s']} | {r['p95_s']} | {r['cpu_ms_per_job']} | "
             f"{r['redis_commands_per_job']} | {r['redis_bytes_per_job']} | "
             f"{kept.get('kept_30_days_or_more', '-')} | {kept.get('kept_a_day_or_less', '-')} | "
