@@ -8,10 +8,16 @@ flips its status). A stage run costs four requests: ``create_run`` with all its 
 answered: no ``runs/get``), ``update`` (terminated). The parent's end: one ``log_batch`` (totals,
 tags, params) and ``update``; the trace: one ``log_spans`` (root + every stage's spans) and
 ``start_trace``. The parent run id travels in the task headers and the ledger, so the normal
-path looks nothing up in MLflow.
+path looks nothing up in MLflow. That is 25 requests a job; against a server running the
+``technoshare`` app (``observability/mlflow_server_app.py``) a stage run is ONE request to its
+batch endpoint and the parent's end another (``observability/mlflow_batch.py``): 9 a job. A
+server without it answers the first such request with a 404 and the process then writes to it
+the standard way.
 
 The same functions write live records (``replay=False``) and records from the outbox
-(``replay=True``), which look runs up by their keys first, so a record is never written twice.
+(``replay=True``), which look runs up by their keys first, so a record is never written twice
+(through the batch endpoint the server does that look-up, ``find_by_tag``, in the same request,
+live writes too: a write retried after a lost answer finds the run it made).
 A parent run is created by whoever claims it in the ledger: ``begin_job`` normally, a replay
 when the begin was lost; a record whose parent is being created elsewhere raises
 ``ParentPending`` and waits.
@@ -26,6 +32,7 @@ import socket
 import time
 from typing import Any
 
+from observability import mlflow_batch
 from observability.derive import domain_of
 from observability.ledger import Ledger
 from observability.mlflow_store import MlflowStore
@@ -161,11 +168,54 @@ def apply_begin(store: MlflowStore, ledger: Ledger, record: BeginRecord, *, repl
     return _create_parent(store, ledger, record)
 
 
+def stage_tags(record: StageRecord, parent: str) -> dict[str, str]:
+    return {
+        **record.tags,
+        "mlflow.parentRunId": parent,
+        "mlflow.runName": record.stage,
+        RUN_KIND_TAG: "stage",
+        RECORD_ID_TAG: record.record_id,
+        "job_id": record.job.job_id,
+        "stage": record.stage,
+    }
+
+
+def _metrics_json(metrics: dict[str, float], stamp: int) -> list[dict[str, Any]]:
+    return [{"key": k, "value": v, "timestamp": stamp, "step": 0} for k, v in metrics.items()]
+
+
+def _batch_stage(store: MlflowStore, record: StageRecord, parent: str) -> str | None:
+    """The stage run in one request (created, or the one with its record id finished); None
+    when the server has no batch endpoint (nothing written) or the artifacts do not fit one."""
+    if not mlflow_batch.usable(store) or not mlflow_batch.artifacts_fit(record.artifacts):
+        return None
+    tags = stage_tags(record, parent)
+    stamp = _ms(record.ended_at)
+    body = {
+        "experiment_id": store.experiment_id(),
+        "start_time": _ms(record.started_at),
+        "user_id": tags.get("mlflow.user", "unknown"),  # as MlflowClient.create_run sends it
+        "tags": tags,
+        "find_by_tag": RECORD_ID_TAG,
+        "metrics": _metrics_json(record.metrics, stamp),
+        "params": record.params,
+        "artifacts": record.artifacts,
+        "status": record.status,
+        "end_time": stamp,
+    }
+    try:
+        return str(mlflow_batch.write_run(store, body)["run_id"])
+    except mlflow_batch.Unavailable:
+        return None
+
+
 def apply_stage(store: MlflowStore, ledger: Ledger, record: StageRecord, *, replay: bool) -> str:
     from mlflow.entities import Metric, Param
 
     client = store.client()
     parent = resolve_parent(store, ledger, record, replay=replay)
+    if (written := _batch_stage(store, record, parent)) is not None:
+        return written
     run_id = artifact_uri = ""
     if replay:  # created before the outage cut it short? then finish that run, not a second one
         run = _find_run(store, f"tags.{RECORD_ID_TAG} = '{record.record_id}'")
@@ -174,15 +224,7 @@ def apply_stage(store: MlflowStore, ledger: Ledger, record: StageRecord, *, repl
         if run is not None:
             run_id, artifact_uri = str(run.info.run_id), str(run.info.artifact_uri)
     if not run_id:
-        tags = {
-            **record.tags,
-            "mlflow.parentRunId": parent,
-            "mlflow.runName": record.stage,
-            RUN_KIND_TAG: "stage",
-            RECORD_ID_TAG: record.record_id,
-            "job_id": record.job.job_id,
-            "stage": record.stage,
-        }
+        tags = stage_tags(record, parent)
         created = client.create_run(store.experiment_id(), _ms(record.started_at), tags)
         run_id, artifact_uri = str(created.info.run_id), str(created.info.artifact_uri)
     stamp = _ms(record.ended_at)
@@ -219,16 +261,37 @@ def apply_end(store: MlflowStore, ledger: Ledger, record: EndRecord, *, replay: 
     client = store.client()
     parent = resolve_parent(store, ledger, record, replay=replay)
     stamp = _ms(record.ended_at)
-    client.log_batch(
-        parent,
-        metrics=[Metric(k, v, stamp, 0) for k, v in record.metrics.items()],
-        params=[Param(k, v) for k, v in record.params.items()],
-        tags=[RunTag(k, v) for k, v in record.tags.items()],
-    )
-    client.set_terminated(parent, record.status, end_time=stamp)
+    if not _batch_end(store, record, parent, stamp):
+        client.log_batch(
+            parent,
+            metrics=[Metric(k, v, stamp, 0) for k, v in record.metrics.items()],
+            params=[Param(k, v) for k, v in record.params.items()],
+            tags=[RunTag(k, v) for k, v in record.tags.items()],
+        )
+        client.set_terminated(parent, record.status, end_time=stamp)
     if record.root is not None and store.tracing:
         _write_trace_patiently(store, record, parent)
     return parent
+
+
+def _batch_end(store: MlflowStore, record: EndRecord, parent: str, stamp: int) -> bool:
+    """The parent's totals, tags, params and termination in one request (all idempotent: a
+    repeated end logs the same values again); False when the server has no batch endpoint."""
+    if not mlflow_batch.usable(store):
+        return False
+    body = {
+        "run_id": parent,
+        "metrics": _metrics_json(record.metrics, stamp),
+        "params": record.params,
+        "tags": record.tags,
+        "status": record.status,
+        "end_time": stamp,
+    }
+    try:
+        mlflow_batch.write_run(store, body)
+    except mlflow_batch.Unavailable:
+        return False
+    return True
 
 
 def _write_trace_patiently(store: MlflowStore, record: EndRecord, parent: str) -> None:

@@ -2,6 +2,10 @@
 PostgreSQL one; proxied artifacts, free port), started with a bounded wait and stopped by PID.
 ``stop()`` + ``start()`` restart it on the same port and store, which is how the outage tests
 take MLflow away and bring it back. ``requests()`` counts what it served, from its access log.
+``app_name``: ``mlflow server --app-name`` (``technoshare``: the project's app with the batch
+run-write endpoint; ``basic-auth``: MLflow's). ``admin`` (user, password): basic auth on, as
+compose runs it (users in a sqlite file beside the store, no permission by default; with
+``technoshare`` through ``TECHNOSHARE_MLFLOW_AUTH=basic``).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -26,9 +31,20 @@ _ACCESS = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) ([^ ?"]+)[^"]*" \d{3}')
 
 
 class MlflowServer:
-    def __init__(self, root: Path, backend_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        backend_uri: str | None = None,
+        *,
+        app_name: str | None = None,
+        admin: tuple[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.backend_uri = backend_uri
+        self.app_name = app_name
+        self.admin = admin
+        if app_name is not None:
+            _require_app(app_name)
         self.port = free_port()
         self.db = root / "mlflow.db"
         self.artifacts = root / "artifacts"
@@ -42,8 +58,14 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MlflowServer:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "TECHNOSHARE_MLFLOW_"))
+        }
         env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+        if self.admin is not None:
+            env.update(self._auth_env())
         argv = [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", self.backend_uri or f"sqlite:///{self.db}",
@@ -52,11 +74,34 @@ class MlflowServer:
             "--allowed-hosts",
             ",".join([f"127.0.0.1:{self.port}", f"localhost:{self.port}",
                       *self.extra_allowed_hosts]),
+            *(["--app-name", self.app_name] if self.app_name else []),
         ]  # fmt: skip
         self.starts += 1
         self.proc = Process(f"mlflow-{self.port}-{self.starts}", argv, env, self.root)
         wait_until(self._healthy, START_TIMEOUT, "mlflow server /health", 0.2)
         return self
+
+    def _auth_env(self) -> dict[str, str]:
+        assert self.admin is not None
+        config = self.root / "basic_auth.ini"
+        if not config.exists():  # kept over a restart (same users, same secret key)
+            config.write_text(
+                "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+                f"database_uri = sqlite:///{self.root / 'basic_auth.db'}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                # a password check is PBKDF2 (~0.3 s of a core here): once a minute per worker
+                "auth_cache_ttl_seconds = 60\n"
+            )
+            (self.root / "secret_key").write_text(secrets.token_hex(16))
+        env = {
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_USERNAME": self.admin[0],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": (self.root / "secret_key").read_text(),
+        }
+        if self.app_name == "technoshare":
+            env["TECHNOSHARE_MLFLOW_AUTH"] = "basic"
+        return env
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -85,6 +130,16 @@ class MlflowServer:
                 )
             counts[(method, path)] += 1
         return counts
+
+
+def _require_app(app_name: str) -> None:
+    from importlib.metadata import entry_points
+
+    if app_name not in {e.name for e in entry_points(group="mlflow.app")}:
+        raise RuntimeError(
+            f"no mlflow.app entry point {app_name!r} in this environment: "
+            "reinstall the project (pip install -e .) to register pyproject's entry points"
+        )
 
 
 @pytest.fixture(scope="module", name="mlflow_server")

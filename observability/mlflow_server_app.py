@@ -1,0 +1,447 @@
+"""The ``technoshare`` MLflow server app: ``mlflow server --app-name technoshare``.
+
+MLflow's own server (its Flask app, its FastAPI wrapper under uvicorn) plus one endpoint,
+``POST /api/2.0/technoshare/runs/write`` (``observability.mlflow_batch.ENDPOINT``), that writes
+a whole run in one request, through the server's own tracking store and proxied artifact
+repository: create a run (experiment, start time, user, tags) or take an existing one
+(``run_id``), log metrics, params and tags in one batch, write small text artifacts (only to a
+run whose artifact URI this server serves, ``mlflow-artifacts:``), terminate it (status, end
+time), and answer its id. ``find_by_tag`` (a tag key among ``tags``) makes a create
+idempotent: a run of the experiment that already has that tag value is written instead of a new
+one, or left alone when it is already terminated, so a retried or replayed write never makes a
+second run. Input is checked strictly before anything is written (a 4xx with a message that
+names the field, never the value); every answer carries ``MARKER_HEADER``.
+
+Basic auth: with ``TECHNOSHARE_MLFLOW_AUTH=basic`` the app is ``mlflow.server.auth``'s
+(``create_app``, as ``--app-name basic-auth`` builds it, its config from
+``MLFLOW_AUTH_CONFIG_PATH``), and the endpoint is one of its routes: auth's before-request hook
+authenticates every request (401), lets admins through, and for anyone else runs the validator
+this module registers in auth's table, which asks auth's own permission helpers for exactly
+what the standard calls would need: creating a run in the experiment (``CreateRun``'s
+requirement) plus updating runs of it (``LogBatch``/``UpdateRun``/artifact upload), or updating
+the given run. Without those helpers (another MLflow version) only admins may write (403).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from observability.mlflow_batch import (
+    ENDPOINT,
+    MARKER_HEADER,
+    MAX_ARTIFACT_BYTES,
+    MAX_ARTIFACTS,
+    MAX_ARTIFACTS_BYTES,
+    MAX_BODY_BYTES,
+    MAX_METRICS,
+    MAX_PARAMS,
+    MAX_TAGS,
+    PROTOCOL,
+    artifact_name_ok,
+)
+
+log = logging.getLogger("mlflow.server.technoshare")
+
+AUTH_ENV = "TECHNOSHARE_MLFLOW_AUTH"  # "basic": wrap mlflow.server.auth; unset/"none": no auth
+VIEW_NAME = "technoshare_runs_write"
+FIELDS = {
+    "protocol", "run_id", "experiment_id", "start_time", "user_id", "tags", "find_by_tag",
+    "metrics", "params", "artifacts", "status", "end_time",
+}  # fmt: skip
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+MAX_KEY_CHARS = 250
+MAX_VALUE_CHARS = 8000  # MLflow's tag value limit (params: 6000, checked by MLflow)
+MAX_MS = 2**53  # a millisecond time or step that JSON carries exactly
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}$")
+_FILTER_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_FILTER_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # safe inside a quoted filter
+
+
+class BadInput(ValueError):
+    """A 4xx: what is wrong with the request (names fields, never echoes values)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotServed(Exception):
+    """The run's artifacts are not this server's to write: the client uses the standard calls."""
+
+
+@dataclass
+class WriteRequest:
+    run_id: str | None = None
+    experiment_id: str | None = None
+    start_time: int | None = None
+    user_id: str = "unknown"
+    tags: dict[str, str] = field(default_factory=dict)
+    find_by_tag: str | None = None
+    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+    end_time: int | None = None
+
+
+# --- input ------------------------------------------------------------------------------------
+def _int(value: Any, name: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < MAX_MS:
+        raise BadInput(f"'{name}' must be an integer in [{low}, 2^53)")
+    return value
+
+
+def _text(value: Any, name: str, limit: int, pattern: re.Pattern[str] | None = None) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadInput(f"'{name}' must be a string of at most {limit} characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise BadInput(f"'{name}' has a form not accepted here")
+    return value
+
+
+def _mapping(value: Any, name: str, limit: int, value_chars: int) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise BadInput(f"'{name}' must be an object of string values")
+    if len(value) > limit:
+        raise BadInput(f"'{name}' has more than {limit} entries", 413)
+    for key, item in value.items():
+        if not 0 < len(key) <= MAX_KEY_CHARS:
+            raise BadInput(f"a key of '{name}' is empty or longer than {MAX_KEY_CHARS} characters")
+        _text(item, f"{name}[{key[:40]!r}]", value_chars)
+    return dict(value)
+
+
+def _metrics(value: Any) -> list[tuple[str, float, int, int]]:
+    if not isinstance(value, list):
+        raise BadInput("'metrics' must be a list")
+    if len(value) > MAX_METRICS:
+        raise BadInput(f"'metrics' has more than {MAX_METRICS} entries", 413)
+    out = []
+    for index, item in enumerate(value):
+        where = f"metrics[{index}]"
+        if not isinstance(item, dict) or not set(item) <= {"key", "value", "timestamp", "step"}:
+            raise BadInput(f"'{where}' must be an object of key, value, timestamp, step")
+        number = item.get("value")
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise BadInput(f"'{where}.value' must be a number")
+        key = _text(item.get("key"), f"{where}.key", MAX_KEY_CHARS)
+        stamp = _int(item.get("timestamp"), f"{where}.timestamp")
+        step = _int(item.get("step", 0), f"{where}.step", -(2**53))
+        out.append((key, float(number), stamp, step))
+    return out
+
+
+def _artifacts(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise BadInput("'artifacts' must be an object: file name -> text")
+    if len(value) > MAX_ARTIFACTS:
+        raise BadInput(f"'artifacts' has more than {MAX_ARTIFACTS} files", 413)
+    total = 0
+    for name, text in value.items():
+        if not artifact_name_ok(name):
+            raise BadInput(
+                "an artifact name is not a relative path of plain segments "
+                "([A-Za-z0-9._-], not starting with a dot; no '..', '/', '\\')"
+            )
+        if not isinstance(text, str):
+            raise BadInput("an artifact's text must be a string")
+        size = len(text.encode("utf-8"))
+        if size > MAX_ARTIFACT_BYTES:
+            raise BadInput(f"an artifact is larger than {MAX_ARTIFACT_BYTES} bytes", 413)
+        total += size
+    if total > MAX_ARTIFACTS_BYTES:
+        raise BadInput(f"the artifacts are larger than {MAX_ARTIFACTS_BYTES} bytes together", 413)
+    return dict(value)
+
+
+def parse(body: bytes) -> WriteRequest:
+    """A checked ``WriteRequest`` from the request body, or ``BadInput``."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadInput(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise BadInput("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadInput("the request body must be a JSON object")
+    try:  # a lone surrogate ("\ud800") parses, but no store can keep it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput("the request body holds text that is not valid Unicode") from None
+    if unknown := set(data) - FIELDS:
+        raise BadInput(f"unknown fields: {sorted(str(k)[:40] for k in unknown)[:5]}")
+    if data.get("protocol") != PROTOCOL:
+        raise BadInput(f"'protocol' must be {PROTOCOL}")
+    req = WriteRequest()
+    if ("run_id" in data) == ("experiment_id" in data):
+        raise BadInput("give exactly one of 'run_id' (an existing run) and 'experiment_id'")
+    if "run_id" in data:
+        req.run_id = _text(data["run_id"], "run_id", 64, _RUN_ID)
+        if extra := {"start_time", "user_id", "find_by_tag"} & set(data):
+            raise BadInput(f"{sorted(extra)} only go with 'experiment_id' (a new run)")
+    else:
+        req.experiment_id = _text(data["experiment_id"], "experiment_id", 18, _EXPERIMENT_ID)
+        req.start_time = _int(data.get("start_time", int(time.time() * 1000)), "start_time")
+        req.user_id = _text(data.get("user_id", "unknown"), "user_id", 256)
+    req.tags = _mapping(data.get("tags", {}), "tags", MAX_TAGS, MAX_VALUE_CHARS)
+    req.params = _mapping(data.get("params", {}), "params", MAX_PARAMS, MAX_VALUE_CHARS)
+    req.metrics = _metrics(data.get("metrics", []))
+    req.artifacts = _artifacts(data.get("artifacts", {}))
+    if "find_by_tag" in data:
+        key = _text(data["find_by_tag"], "find_by_tag", 64, _FILTER_KEY)
+        if not _FILTER_VALUE.fullmatch(req.tags.get(key, "")):
+            raise BadInput("'find_by_tag' must name a tag of 'tags' with a plain value")
+        req.find_by_tag = key
+    if "status" in data:
+        if data["status"] not in STATUSES:
+            raise BadInput(f"'status' must be one of {list(STATUSES)}")
+        req.status = data["status"]
+        req.end_time = _int(data.get("end_time", int(time.time() * 1000)), "end_time")
+    elif "end_time" in data:
+        raise BadInput("'end_time' goes with 'status' (the run's termination)")
+    _check_with_mlflow(req)
+    return req
+
+
+def _entities(req: WriteRequest) -> tuple[list[Any], list[Any], list[Any]]:
+    from mlflow.entities import Metric, Param, RunTag
+
+    return (
+        [Metric(k, v, t, s) for k, v, t, s in req.metrics],
+        [Param(k, v) for k, v in req.params.items()],
+        [RunTag(k, v) for k, v in req.tags.items()],
+    )
+
+
+def _check_with_mlflow(req: WriteRequest) -> None:
+    """MLflow's own checks of names, lengths and batch limits, before anything is written."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_batch_log_data, _validate_batch_log_limits
+
+    metrics, params, tags = _entities(req)
+    try:
+        _validate_batch_log_limits(metrics, params, tags)
+        _validate_batch_log_data(metrics, params, tags)
+    except MlflowException as exc:
+        raise BadInput(exc.message) from None
+
+
+# --- the write --------------------------------------------------------------------------------
+def _served(artifact_uri: str) -> bool:
+    """This server writes the artifacts behind the URI itself (``mlflow-artifacts:``, no host)."""
+    from urllib.parse import urlparse
+
+    from mlflow.server.handlers import _is_serving_proxied_artifacts
+
+    parsed = urlparse(artifact_uri)
+    return (
+        parsed.scheme == "mlflow-artifacts"
+        and not parsed.netloc
+        and bool(_is_serving_proxied_artifacts())
+    )
+
+
+def _existing(store: Any, req: WriteRequest) -> Any:
+    from mlflow.entities import ViewType
+
+    key = req.find_by_tag
+    assert key is not None and req.experiment_id is not None
+    runs = store.search_runs(
+        [req.experiment_id], f"tags.`{key}` = '{req.tags[key]}'", ViewType.ACTIVE_ONLY, 1
+    )
+    return runs[0] if runs else None
+
+
+def _write_texts(artifact_uri: str, texts: dict[str, str]) -> None:
+    """As ``PUT /mlflow-artifacts/artifacts/<path>`` stores an upload: same path, same repo."""
+    from mlflow.server.handlers import (
+        _get_artifact_repo_mlflow_artifacts,
+        _get_proxied_run_artifact_destination_path,
+        _get_workspace_scoped_repo_path_if_enabled,
+    )
+    from mlflow.utils.uri import validate_path_is_safe
+
+    repo = _get_artifact_repo_mlflow_artifacts()
+    with tempfile.TemporaryDirectory(prefix="ts-runs-write-") as tmp:
+        for index, (name, text) in enumerate(texts.items()):
+            path = _get_proxied_run_artifact_destination_path(artifact_uri, name)
+            path = _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(path))
+            head, tail = posixpath.split(str(path))
+            local_dir = os.path.join(tmp, str(index))
+            os.mkdir(local_dir)
+            local = os.path.join(local_dir, tail)
+            with open(local, "wb") as out:
+                out.write(text.encode("utf-8"))
+            repo.log_artifact(local, artifact_path=head or None)
+
+
+def write(req: WriteRequest) -> dict[str, Any]:
+    from mlflow.entities import RunStatus
+    from mlflow.server.handlers import _get_tracking_store
+
+    store = _get_tracking_store()
+    metrics, params, tags = _entities(req)
+    created = False
+    if req.run_id is not None:
+        run = store.get_run(req.run_id)
+        if req.artifacts and not _served(run.info.artifact_uri):
+            raise NotServed("the run's artifacts are not served by this server")
+        batch_tags = tags
+    else:
+        assert req.experiment_id is not None
+        experiment = store.get_experiment(req.experiment_id)
+        if experiment.lifecycle_stage != "active":
+            raise BadInput("the experiment is deleted")
+        if req.artifacts and not _served(experiment.artifact_location):
+            raise NotServed("the experiment's artifacts are not served by this server")
+        run = _existing(store, req) if req.find_by_tag else None
+        if run is not None and RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+            return {"run_id": run.info.run_id, "created": False, "written": False}
+        if run is None:
+            run = store.create_run(req.experiment_id, req.user_id, req.start_time, tags, None)
+            created = True
+        batch_tags = []  # a new run got them at creation; a found one has them
+    run_id = run.info.run_id
+    if metrics or params or batch_tags:
+        store.log_batch(run_id, metrics, params, batch_tags)
+    if req.artifacts:
+        _write_texts(run.info.artifact_uri, req.artifacts)
+    if req.status is not None:
+        store.update_run_info(run_id, RunStatus.from_string(req.status), req.end_time, None)
+    return {"run_id": run_id, "created": created, "written": True}
+
+
+# --- Flask ------------------------------------------------------------------------------------
+def _answer(status: int, payload: dict[str, Any]) -> Any:
+    from flask import Response
+
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+def _error(status: int, code: str, message: str) -> Any:
+    return _answer(status, {"error_code": code, "message": message})
+
+
+def _body() -> bytes:
+    from flask import request
+
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise BadInput(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
+    return request.get_data(cache=True)
+
+
+def runs_write() -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _answer(200, write(parse(_body())))
+    except BadInput as exc:
+        code = "INVALID_PARAMETER_VALUE" if exc.status == 400 else "RESOURCE_LIMIT_EXCEEDED"
+        return _error(exc.status, code, str(exc))
+    except NotServed as exc:
+        return _error(501, "FEATURE_DISABLED", str(exc))
+    except MlflowException as exc:
+        return _error(exc.get_http_status_code(), str(exc.error_code), exc.message)
+    except Exception:
+        log.exception("runs/write failed")
+        return _error(500, "INTERNAL_ERROR", "the run write failed on the server (see its log)")
+
+
+def install(flask_app: Any) -> None:
+    """Add the endpoint (and its marker header) to MLflow's Flask app; once per process."""
+    from flask import request
+    from mlflow.server.handlers import _add_static_prefix
+
+    if VIEW_NAME in flask_app.view_functions:
+        return
+    path = _add_static_prefix(ENDPOINT)
+    flask_app.add_url_rule(path, VIEW_NAME, runs_write, methods=["POST"])
+
+    @flask_app.after_request
+    def mark(response: Any) -> Any:  # auth's own 401/403 on the path get it too
+        if request.path == path:
+            response.headers[MARKER_HEADER] = str(PROTOCOL)
+        return response
+
+
+# --- basic auth -------------------------------------------------------------------------------
+def may_write() -> bool:
+    """Auth's validator for the endpoint (run for authenticated non-admins): the permissions
+    the standard calls of the same write need. A body that does not parse is let through: the
+    endpoint answers it 400 and writes nothing."""
+    from flask import g
+    from mlflow.server import auth
+
+    try:
+        req = parse(_body())
+    except BadInput:
+        return True
+    create_as = getattr(auth, "_authorize_create_in_experiment_as", None)
+    run_check = getattr(auth, "_authorize_run_id", None)
+    if create_as is None or run_check is None:  # helpers gone: admins only (they skip this)
+        return False
+    if req.run_id is not None:  # LogBatch / UpdateRun / artifact upload on that run
+        return bool(run_check(req.run_id, "update"))
+    from mlflow.server.auth.permissions import RESOURCE_TYPE_EXPERIMENT, RESOURCE_TYPE_RUN
+    from mlflow.server.auth.requirements import Requirement
+
+    experiment = (RESOURCE_TYPE_EXPERIMENT, str(req.experiment_id))
+    update_runs = Requirement(RESOURCE_TYPE_RUN, "*", "update", fallback_if_no_grant=(experiment,))
+    username = getattr(g, "mlflow_authenticated_user", None)  # set by auth's before-request
+    if not isinstance(username, str) or not username:
+        return False
+    return bool(create_as(username, str(req.experiment_id), RESOURCE_TYPE_RUN, (update_runs,)))
+
+
+@contextmanager
+def _bootstrap_lock(database_uri: str) -> Iterator[None]:
+    """One worker at a time creates/migrates the user store and the admin (``mlflow server``
+    does that once before its workers only for ``--app-name basic-auth``)."""
+    digest = hashlib.sha256(database_uri.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"technoshare-mlflow-auth-{digest}.lock")
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _with_basic_auth(flask_app: Any) -> Any:
+    from mlflow.server import auth
+    from mlflow.server.handlers import _add_static_prefix
+
+    auth.BEFORE_REQUEST_VALIDATORS[(_add_static_prefix(ENDPOINT), "POST")] = may_write
+    with _bootstrap_lock(auth.auth_config.database_uri):
+        return auth.create_app(flask_app)
+
+
+def create_app() -> Any:
+    """The app factory ``mlflow server --app-name technoshare`` runs in each server worker."""
+    from mlflow.environment_variables import _MLFLOW_SGI_NAME
+    from mlflow.server import app as flask_app
+
+    mode = (os.environ.get(AUTH_ENV) or "none").strip().lower()
+    if mode not in ("basic", "none"):
+        raise ValueError(f"{AUTH_ENV} must be 'basic' or 'none'")
+    install(flask_app)
+    if mode == "basic":
+        return _with_basic_auth(flask_app)
+    if (_MLFLOW_SGI_NAME.get() or "uvicorn") == "uvicorn":  # mlflow server's default
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        return create_fastapi_app(flask_app)
+    return flask_app
