@@ -52,9 +52,11 @@ CMD ["celery", "-A", "tasks", "flower", "--address=0.0.0.0", "--port=5555"]
 FROM source AS mlflow
 # [server] brings psycopg2-binary, the driver of the PostgreSQL store compose gives it
 # (MLFLOW_BACKEND_STORE_URI=postgresql+psycopg2://...); without that variable: sqlite on /data.
-# mlflow[auth] (Flask-WTF) for `--app-name basic-auth`; its config: users in /data (the volume),
-# no permission for anyone but the admin (MLFLOW_AUTH_ADMIN_USERNAME/_PASSWORD, created on the
-# first start against an empty user store).
+# `--app-name technoshare` (this project's entry point, observability/mlflow_server_app.py):
+# MLflow's server plus the one-request run write; TECHNOSHARE_MLFLOW_AUTH=basic wraps MLflow's
+# basic-auth app, which needs mlflow[auth] (Flask-WTF) and MLFLOW_FLASK_SERVER_SECRET_KEY at run
+# time; its config: users in /data (the volume), no permission for anyone but the admin
+# (MLFLOW_AUTH_ADMIN_USERNAME/_PASSWORD, created on the first start against an empty user store).
 RUN pip install ".[server]" "mlflow[auth]==3.17.2" \
  && python -c "import psycopg2" \
  && mkdir -p /etc/mlflow \
@@ -66,7 +68,8 @@ USER app
 EXPOSE 5000
 ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
     MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini \
-    MLFLOW_BACKEND_STORE_URI=sqlite:////data/mlflow.db
-CMD ["mlflow", "server", "--app-name", "basic-auth", \
+    MLFLOW_BACKEND_STORE_URI=sqlite:////data/mlflow.db \
+    TECHNOSHARE_MLFLOW_AUTH=basic
+CMD ["mlflow", "server", "--app-name", "technoshare", \
      "--artifacts-destination", "/data/artifacts", "--host", "0.0.0.0", "--port", "5000", \
      "--workers", "2", "--allowed-hosts", "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"]
