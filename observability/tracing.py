@@ -65,30 +65,27 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
 def ensure_litellm_autolog() -> None:
     """LLM-call spans (messages, tokens, cost) under the stage span; once per process.
 
-    Enabled when litellm is imported, not here: a post-import hook (MLflow's own mechanism for
-    autologging) turns it on the moment something imports litellm, or now if it already is.
-    The offline model never imports litellm, so an offline job never pays its import (seconds)
-    nor autolog's patching; a real model call imports it before its first request, and the
-    hook has patched it by then (inside the stage's body: its time is the stage's, not MLflow's)."""
+    Armed here, enabled when the LLM client first loads litellm (``pipeline.llm_litellm.
+    on_load``), or now if it has: the offline model never loads litellm, so an offline job
+    never pays its import (seconds) nor autolog's patching; a real model call loads it before
+    its first request and is patched by then (inside the stage's body: its time is the
+    stage's, not MLflow's)."""
     global _autolog_pid
 
     if _autolog_pid == os.getpid():
         return
     _autolog_pid = os.getpid()
-    try:
-        from mlflow.utils.import_hooks import register_post_import_hook
+    from pipeline.llm_litellm import on_load
 
-        register_post_import_hook(_autolog_litellm, "litellm", overwrite=True)
-    except Exception as exc:  # stage spans still work
-        log.info("mlflow.litellm.autolog unavailable: %s", exc)
+    on_load(_autolog_litellm)
 
 
-def _autolog_litellm(_module: Any) -> None:
+def _autolog_litellm(_litellm: Any) -> None:
     try:
         import mlflow
 
         mlflow.litellm.autolog(log_traces=True, silent=True)
-    except Exception as exc:
+    except Exception as exc:  # stage spans still work
         log.info("mlflow.litellm.autolog unavailable: %s", exc)
 
 

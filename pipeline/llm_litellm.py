@@ -10,9 +10,11 @@ connection) -> :class:`LLMTransientError` (the task may retry later), anything e
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,11 +40,12 @@ _routers: dict[tuple[Any, ...], Any] = {}  # built once per process per configur
 _routers_lock = threading.Lock()
 _setup_lock = threading.Lock()
 _ready = False
+_on_load: list[Callable[[Any], None]] = []  # called with litellm once it is loaded here
 
 
 def lib() -> Any:
     """litellm, imported and set up once: quiet, and the offline model registered as a provider
-    (a Router may fall back to it)."""
+    (a Router may fall back to it); then each ``on_load`` callback, before the first call."""
     global _ready
     import litellm
 
@@ -53,8 +56,30 @@ def lib() -> Any:
                 from pipeline.offline_model import register
 
                 register()
+                for callback in _on_load:
+                    _run(callback, litellm)
                 _ready = True
     return litellm
+
+
+def on_load(callback: Callable[[Any], None]) -> None:
+    """Run ``callback(litellm)`` when this module first loads litellm, or now if it has: how
+    observability arms LLM-call autologging without importing litellm for a job that never
+    calls a real model. (Not MLflow's post-import hooks: their registry holds its lock while a
+    hook imports, and every import in another thread takes that lock inside the interpreter's
+    import lock: the two deadlocked.)"""
+    with _setup_lock:
+        if not _ready:
+            _on_load.append(callback)
+            return
+    _run(callback, lib())
+
+
+def _run(callback: Callable[[Any], None], litellm: Any) -> None:
+    try:
+        callback(litellm)
+    except Exception:  # an observer's failure never fails the model call
+        logging.getLogger(__name__).info("litellm load callback failed", exc_info=True)
 
 
 def _short(exc: BaseException) -> str:

@@ -67,8 +67,9 @@ def _llm_call(stage: str, text: str) -> LLMCall:
     the autologged LLM span appears under the stage span; else just the fixed latency."""
     delay = float(os.environ.get("TS_TEST_LLM_DELAY") or 0)
     if os.environ.get("TS_TEST_LITELLM") == "1":
-        import litellm
+        from pipeline.llm_litellm import lib
 
+        litellm = lib()  # loaded as the LLM client loads it (autolog is armed on that)
         litellm.completion(
             model=MODEL,
             messages=[{"role": "user", "content": f"{stage}: {text}"}],

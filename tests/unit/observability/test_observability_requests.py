@@ -157,20 +157,6 @@ def snapshot(server: MlflowServer, job_id: str, tmp: Path) -> dict[str, Any]:
     }
 
 
-def arm_llm_autolog() -> None:
-    """Before any writer thread of this process runs. MLflow's post-import hook registry holds
-    its lock while the hook (here at once: litellm is imported) imports ``mlflow.litellm``, and
-    its import finder takes that lock inside the interpreter's import lock: a writer thread's
-    import in that window (every MLflow request tries ``dbruntime``) deadlocks both, as a full
-    run of tests/unit/observability once did in the first LLM stage's
-    ``observability.tracing.ensure_litellm_autolog``."""
-    import litellm  # noqa: F401
-
-    from observability.tracing import ensure_litellm_autolog
-
-    ensure_litellm_autolog()
-
-
 @pytest.fixture(scope="module")
 def measured(
     batch_server: MlflowServer,
@@ -179,7 +165,6 @@ def measured(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[Counter[tuple[str, str]], dict[str, Any]]]:
     """The same jobs recorded to each server, from one state dir (the same settings params)."""
-    arm_llm_autolog()
     state = tmp_path_factory.mktemp("state")
     out = {}
     for kind, server in (("batch", batch_server), ("standard", plain_server)):
