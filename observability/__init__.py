@@ -6,11 +6,15 @@ recorder for a process. Modules import in one direction, bottom to top:
 
     records, health, derive, ledger        plain records and helpers
     mlflow_store, tracing                  the MLflow client and spans
+    mlflow_batch                           a whole run in one request (the server's endpoint)
     outbox, mlflow_writes                  where records wait; how they are written
     writer                                 the background writer thread
     runtime                                one per process: store, health, ledger, outbox, writer
     backend                                MlflowRecorder (the Recorder on top of a runtime)
     setup                                  choose, install and warm up a recorder
+
+``mlflow_server_app`` runs in the MLflow server, not here: ``mlflow server --app-name
+technoshare`` (MLflow's app plus the endpoint ``mlflow_batch`` calls; nothing imports it).
 
 Importing this package (and ``observability.recorder``) is cheap: no mlflow.
 """

@@ -115,7 +115,10 @@ def test_redis_requires_a_password_and_every_client_url_carries_it(compose):
 def test_mlflow_runs_with_basic_auth_and_workers_log_in(compose):
     mlflow = compose["services"]["mlflow"]
     cmd, env = mlflow["command"], mlflow["environment"]
-    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    # this project's app (MLflow's server + the one-request run write) wrapping basic auth
+    assert cmd[cmd.index("--app-name") + 1] == "technoshare"
+    assert env["TECHNOSHARE_MLFLOW_AUTH"] == "basic"
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_SECRET_KEY:?")
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
     dockerfile = (REPO / "Dockerfile").read_text()
@@ -155,7 +158,7 @@ def test_redis_is_durable_and_mlflow_uses_the_field_notes_flags(compose):
     cmd = mlflow["command"]
     assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert cmd[cmd.index("--workers") + 1] == "${MLFLOW_SERVER_WORKERS:-2}"
-    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    assert cmd[cmd.index("--app-name") + 1] == "technoshare"
     assert "mlflow:*" in cmd[cmd.index("--allowed-hosts") + 1]
     assert any(v.endswith(":/data") for v in mlflow["volumes"])  # artifacts, auth users
 
