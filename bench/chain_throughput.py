@@ -302,7 +302,8 @@ def measure(label: str, args: argparse.Namespace, *, slots: int, processes: int,
             from tests.support.mlflow_server import MlflowServer
 
             (tmp / "mlflow").mkdir()
-            server = MlflowServer(tmp / "mlflow")
+            app = None if args.mlflow_app == "mlflow" else args.mlflow_app
+            server = MlflowServer(tmp / "mlflow", app_name=app)
             stack.callback(server.stop)
             server.start()
             mlflow_url = server.url
@@ -364,6 +365,8 @@ def main() -> int:
     parser.add_argument("--llm-delay", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=25.0, help="jobs ~ bound x this")
     parser.add_argument("--tracking", action="store_true")
+    parser.add_argument("--mlflow-app", choices=("technoshare", "mlflow"), default="technoshare",
+                        help="the server's app: ours (one-request run writes) or MLflow's own")  # fmt: skip
     parser.add_argument("--burst", type=int, default=100, help="0: no burst run")
     parser.add_argument("--skip-bare", action="store_true")
     args = parser.parse_args()

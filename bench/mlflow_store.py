@@ -17,6 +17,7 @@ each. Per mode, medians over the rounds:
 - backlog drained: seconds from the last job's end until the writer had written everything.
 
     python bench/mlflow_store.py [--jobs 64] [--threads 16] [--llm-delay 1.0] [--rounds 2]
+        [--mlflow-app technoshare|mlflow]
 
 Prints a table and writes bench/results/mlflow_store.json.
 Targets (issue "throughput"): on/off >= 0.9 at 16 threads; <= 200 ms CPU per job, server
@@ -135,6 +136,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--llm-delay", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mlflow-app", choices=("technoshare", "mlflow"), default="technoshare",
+                        help="the servers' app: ours (one-request run writes) or MLflow's own")  # fmt: skip
     args = parser.parse_args()
 
     from observability.recorder import get_recorder, install_recorder
@@ -154,8 +157,11 @@ def main() -> int:
         try:
             (root / "pg-logs").mkdir()
             postgres.start()
-            servers["sqlite"] = MlflowServer(root / "sqlite").start()
-            servers["postgres"] = MlflowServer(root / "postgres", backend_uri=postgres.url).start()
+            app = None if args.mlflow_app == "mlflow" else args.mlflow_app
+            servers["sqlite"] = MlflowServer(root / "sqlite", app_name=app).start()
+            servers["postgres"] = MlflowServer(
+                root / "postgres", backend_uri=postgres.url, app_name=app
+            ).start()
             assert postgres.proc is not None
             pgids = {
                 "sqlite": [servers["sqlite"].proc.pid],
