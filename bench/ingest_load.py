@@ -11,6 +11,7 @@ from the fake Slack (which answers a reaction per event) and the queue drain. CP
 over the phase divided by the requests of the phase.
 
     python bench/ingest_load.py [--rates 50 100 200] [--seconds 8] [--runs 3] [--links 1]
+        [--workers 1]
 
 Prints a table; writes bench/results/ingest_load.json. Target: p99 < 50 ms at 200 events/s in
 every run, 0 errors.
@@ -39,6 +40,7 @@ from bench.stackstats import (  # noqa: E402
     commands,
     cpu_seconds,
     percentile,
+    tree_cpu,
     write_results,
 )
 from tests.support.fake_slack import FakeSlack  # noqa: E402
@@ -116,7 +118,7 @@ def phase(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], r
     """Send ``requests`` at ``rate`` per second from a forked load generator; latencies and
     the ingest's (and Redis's) CPU over the phase."""
     n = len(requests)
-    cpu0, rcpu0, cmd0 = cpu_seconds(pid), cpu_seconds(redis_pid), commands(r)
+    cpu0, rcpu0, cmd0 = tree_cpu(pid), cpu_seconds(redis_pid), commands(r)  # all ingest processes
     ctx = multiprocessing.get_context("fork")
     receiving, sending = ctx.Pipe(duplex=False)
     generator = ctx.Process(target=send_all, args=(base, requests, rate, sending))
@@ -125,7 +127,7 @@ def phase(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], r
     latencies, errors, elapsed = receiving.recv()
     generator.join(30)
     time.sleep(0.3)  # the reactions after the responses: their CPU belongs to the phase
-    cpu, rcpu = cpu_seconds(pid) - cpu0, cpu_seconds(redis_pid) - rcpu0
+    cpu, rcpu = tree_cpu(pid) - cpu0, cpu_seconds(redis_pid) - rcpu0
     delta = command_delta(cmd0, commands(r))
     ms = [x * 1000 for x in latencies]
     return {
@@ -161,7 +163,7 @@ def one_run(run: int, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any
         drain.start()
         r = redis.Redis.from_url(server.url)
         try:
-            ingest = Ingest(env, tmp)
+            ingest = Ingest(env, tmp, workers=args.workers)
             base = ingest.url
             assert server._process is not None
             redis_pid = server._process.pid
@@ -209,6 +211,7 @@ def main() -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 100.0, 200.0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per rate and phase")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="ingest HTTP processes")
     parser.add_argument("--links", type=int, default=1, help="links per message (jobs per event)")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []

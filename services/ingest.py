@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -289,35 +290,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="Socket Mode with SLACK_APP_TOKEN (auto: when the token is set)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("INGEST_WORKERS", "1") or 1),
+        help="HTTP processes on the one port (INGEST_WORKERS): each has its own GIL; 2 on a "
+        "2-core machine doubles the headroom that absorbs a stall",
+    )
+
+
+def _configure_process(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    install_log_redaction(settings)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # no line per request
+
+
+def _freeze_startup_objects() -> None:
+    """Everything built so far (the Celery app, settings, pydantic schemas) lives as long as the
+    process: out of the collector's sight, so a full collection under load scans only what
+    requests make, and the ack path's tail does not carry its pauses."""
+    gc.collect()
+    gc.freeze()
+
+
+def worker_app() -> Starlette:
+    """The app of one ingest process among ``--workers`` (uvicorn imports and calls this in
+    each): its own Redis and broker connections, reaction threads and log set-up."""
+    settings = get_settings()
+    _configure_process(settings)
+    app = create_app(settings)
+    _freeze_startup_objects()
+    return app
 
 
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    install_log_redaction(settings)
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # no line per request
-    app = create_app(settings)
+    _configure_process(settings)
+    workers = max(1, int(getattr(args, "workers", 1) or 1))
+    app = create_app(settings) if workers == 1 else None
     socket_client = None
     if args.socket_mode == "on" or (args.socket_mode == "auto" and settings.slack_app_token):
         from services.socket_mode import start_socket_mode
 
-        try:
-            socket_client = start_socket_mode(settings, app.state.service)
+        try:  # one Socket Mode connection, in this process, whatever the HTTP workers
+            service = (app or create_app(settings)).state.service
+            socket_client = start_socket_mode(settings, service)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    # Everything built so far (the Celery app, settings, pydantic schemas) lives as long as the
-    # process: out of the collector's sight, so a full collection under load scans only what
-    # requests make, and the ack path's tail does not carry its pauses.
-    gc.collect()
-    gc.freeze()
+    _freeze_startup_objects()
     try:
         # log_config=None: uvicorn's records go through the root handlers (and their redaction)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
+        if app is not None:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None)
+        else:  # several processes on one socket: each event is served by one of them
+            uvicorn.run(
+                "services.ingest:worker_app", factory=True, workers=workers, host=args.host,
+                port=args.port, log_level="warning", log_config=None,
+            )  # fmt: skip
     finally:
         if socket_client is not None:
             socket_client.close()

@@ -138,9 +138,10 @@ class Worker(Process):
 
 
 class Ingest(Process):
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_dir: Path, *, workers: int = 1) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "services.cli", "ingest", "--port", str(self.port)]
+        argv += ["--workers", str(workers)] if workers > 1 else []
         super().__init__(f"ingest-{self.port}", argv, env, log_dir)
         wait_until(self._healthy, 30, "ingest /healthz", 0.1)
 
