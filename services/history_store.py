@@ -132,19 +132,11 @@ class RedisHistory:
         with self._lock:
             missing = [k for k in keys if k not in self._parsed]
         if missing:
-            raws = self.r.mget([HISTORY_ENTRY_KEY.format(job_id=j) for j, _ in missing])
-            fresh = {}
-            for key, raw in zip(missing, raws, strict=True):
-                if raw:
-                    try:
-                        entry = load_entry(raw)
-                    except ValueError:
-                        continue
-                    fresh[key] = entry
+            fresh = self._fetch(missing)
             with self._lock:
                 if len(self._vocabulary) > VOCABULARY_LIMIT:  # terms of long-evicted entries
                     self._vocabulary, self._parsed = Vocabulary(), OrderedDict()
-                    fresh.update(self._reread(keys, fresh))
+                    fresh.update(self._fetch([k for k in keys if k not in fresh]))
                 for key, entry in fresh.items():
                     self._parsed[key] = (entry, self._vocabulary.weigh(content_tokens(entry.text)))
                 while len(self._parsed) > 4 * max(1, self.settings.history_max_entries):
@@ -152,21 +144,19 @@ class RedisHistory:
         with self._lock:
             return [self._parsed[k] for k in keys if k in self._parsed], self._vocabulary
 
-    def _reread(
-        self, keys: list[tuple[str, float]], have: dict[tuple[str, float], HistoryEntry]
-    ) -> dict[tuple[str, float], HistoryEntry]:
-        """The entries of ``keys`` not in ``have``, from Redis (after the cache was reset)."""
-        wanted = [k for k in keys if k not in have]
-        if not wanted:
+    def _fetch(self, keys: list[tuple[str, float]]) -> dict[tuple[str, float], HistoryEntry]:
+        """The entries of ``keys`` ((job id, score) pairs) from Redis in one MGET, in their
+        order; expired ones (the index is pruned lazily) and unreadable ones left out."""
+        if not keys:
             return {}
-        raws = self.r.mget([HISTORY_ENTRY_KEY.format(job_id=j) for j, _ in wanted])
+        raws = self.r.mget([HISTORY_ENTRY_KEY.format(job_id=j) for j, _ in keys])
         out = {}
-        for key, raw in zip(wanted, raws, strict=True):
+        for key, raw in zip(keys, raws, strict=True):
             if raw:
                 try:
                     out[key] = load_entry(raw)
                 except ValueError:
-                    continue
+                    log.warning("unreadable history entry skipped")
         return out
 
     def remember(self, carry: JobCarry, reply_ts: str) -> None:
@@ -223,15 +213,7 @@ class RedisHistory:
         )
         if not ids:
             return []
-        keys = [HISTORY_ENTRY_KEY.format(job_id=_text(i)) for i in ids]
-        found = []
-        for raw in self.r.mget(keys):
-            if raw:  # expired since (the index is pruned lazily)
-                try:
-                    found.append(load_entry(raw))
-                except ValueError:
-                    log.warning("unreadable history entry skipped")
-        return found
+        return list(self._fetch([(_text(i), 0.0) for i in ids]).values())  # newest first
 
     def thread_jobs(self, channel: str, thread_ts: str) -> list[str]:
         """The jobs that replied in this thread (oldest first by id), [] when none."""
