@@ -53,31 +53,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
 def recorded(
     server: MlflowServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict]:
-    from observability.recorder import get_recorder, install_recorder
+    from observability.recorder import get_recorder
 
-    patch = pytest.MonkeyPatch()
-    for key, value in {
-        "MLFLOW_TRACKING_URI": server.url,
-        "REDIS_URL": redis_server.url,
-        "STATE_DIR": str(tmp_path_factory.mktemp("state")),
-        "TS_TEST_LITELLM": "1",
-        "MLFLOW_ENABLE_TRACKING": "true",
-        "MLFLOW_ENABLE_TRACING": "true",
-    }.items():
-        patch.setenv(key, value)
-    try:
-        obs_jobs.init_process()
-        job = obs_jobs.make_job(JOB, URL)
-        headers = get_recorder().begin_job(job)
-        carry: dict = {}
-        for stage in STAGE_NAMES:
-            carry = obs_jobs.run_stage(stage, job.model_dump(mode="json"), headers, carry)
+    state = str(tmp_path_factory.mktemp("state"))
+    with obs_jobs.worker_recording(server.url, redis_server.url, state):
+        headers, carry = obs_jobs.record_job(JOB, URL)
         assert get_recorder().flush(60.0)
         yield {"headers": headers, "carry": carry}
-    finally:
-        get_recorder().close()
-        install_recorder(None)
-        patch.undo()
 
 
 def test_a_job_recorded_on_a_postgres_backed_server(

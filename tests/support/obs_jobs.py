@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pipeline.deps import StageDeps
@@ -229,3 +231,39 @@ def flush() -> bool:
     from observability.recorder import get_recorder
 
     return get_recorder().flush(15.0)
+
+
+@contextmanager
+def worker_recording(tracking_uri: str, redis_url: str, state_dir: str) -> Iterator[None]:
+    """This process records as a worker does (Redis ledger and outbox, LLM spans through
+    litellm) to ``tracking_uri`` until the block ends; then its recorder is closed and removed
+    and the environment restored."""
+    import pytest
+
+    from observability.recorder import get_recorder, install_recorder
+
+    patch = pytest.MonkeyPatch()
+    for key, value in {
+        "MLFLOW_TRACKING_URI": tracking_uri, "REDIS_URL": redis_url, "STATE_DIR": state_dir,
+        "TS_TEST_LITELLM": "1", "MLFLOW_ENABLE_TRACKING": "true", "MLFLOW_ENABLE_TRACING": "true",
+    }.items():  # fmt: skip
+        patch.setenv(key, value)
+    try:
+        init_process()
+        yield
+    finally:
+        get_recorder().close()
+        install_recorder(None)
+        patch.undo()
+
+
+def record_job(job_id: str, url: str) -> tuple[dict[str, str], dict]:
+    """One job through every stage and its end, as the tasks record it: (headers, carry)."""
+    from observability.recorder import get_recorder
+
+    job = make_job(job_id, url)
+    headers = get_recorder().begin_job(job)
+    carry: dict = {}
+    for stage in STAGE_NAMES:
+        carry = run_stage(stage, job.model_dump(mode="json"), headers, carry)
+    return headers, carry

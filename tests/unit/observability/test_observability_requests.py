@@ -74,13 +74,7 @@ def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSer
 
 
 def run_job(job_id: str) -> None:
-    from observability.recorder import get_recorder
-
-    job = obs_jobs.make_job(job_id, f"https://arxiv.org/abs/2401.{job_id[-5:]}")
-    headers = get_recorder().begin_job(job)
-    carry: dict = {}
-    for stage in STAGE_NAMES:
-        carry = obs_jobs.run_stage(stage, job.model_dump(mode="json"), headers, carry)
+    obs_jobs.record_job(job_id, f"https://arxiv.org/abs/2401.{job_id[-5:]}")
 
 
 def record_jobs(server: MlflowServer, redis_url: str, state: Path) -> Counter[tuple[str, str]]:
@@ -88,21 +82,10 @@ def record_jobs(server: MlflowServer, redis_url: str, state: Path) -> Counter[tu
     probe, first trace, the endpoint's 404 on a plain server), recorded as a worker does."""
     import redis
 
-    from observability.recorder import get_recorder, install_recorder
+    from observability.recorder import get_recorder
 
     redis.Redis.from_url(redis_url).flushdb()
-    patch = pytest.MonkeyPatch()
-    for key, value in {
-        "MLFLOW_TRACKING_URI": server.url,
-        "REDIS_URL": redis_url,
-        "STATE_DIR": str(state),
-        "TS_TEST_LITELLM": "1",
-        "MLFLOW_ENABLE_TRACKING": "true",
-        "MLFLOW_ENABLE_TRACING": "true",
-    }.items():
-        patch.setenv(key, value)
-    try:
-        obs_jobs.init_process()  # worker mode: Redis ledger and outbox
+    with obs_jobs.worker_recording(server.url, redis_url, str(state)):
         run_job("jwarm00000")
         assert get_recorder().flush(60.0)
         before = server.requests()
@@ -110,10 +93,6 @@ def record_jobs(server: MlflowServer, redis_url: str, state: Path) -> Counter[tu
             run_job(job_id)
         assert get_recorder().flush(60.0)
         return server.requests() - before
-    finally:
-        get_recorder().close()
-        install_recorder(None)
-        patch.undo()
 
 
 def artifact_texts(client: Any, run_id: str, tmp: Path) -> dict[str, Any]:
