@@ -3,14 +3,16 @@
 MLflow's own server (its Flask app, its FastAPI wrapper under uvicorn) plus one endpoint,
 ``POST /api/2.0/technoshare/runs/write`` (``observability.mlflow_batch.ENDPOINT``), that writes
 a whole run in one request, through the server's own tracking store and proxied artifact
-repository: create a run (experiment, start time, user, tags) or take an existing one
-(``run_id``), log metrics, params and tags in one batch, write small text artifacts (only to a
-run whose artifact URI this server serves, ``mlflow-artifacts:``), terminate it (status, end
-time), and answer its id. ``find_by_tag`` (a tag key among ``tags``) makes a create
-idempotent: a run of the experiment that already has that tag value is written instead of a new
-one, or left alone when it is already terminated, so a retried or replayed write never makes a
-second run. Input is checked strictly before anything is written (a 4xx with a message that
-names the field, never the value); every answer carries ``MARKER_HEADER``.
+repository: create a run (experiment, start time, user, tags; ``new_run_id``: the id it gets)
+or take an existing one (``run_id``), log metrics, params and tags, write small text artifacts
+(only to a run whose artifact URI this server serves, ``mlflow-artifacts:``), terminate it
+(status, end time), and answer its id. A create is idempotent: a run that exists with the
+``new_run_id``, or (``find_by_tag``, a tag key among ``tags``) a run of the experiment with
+that tag value, is written instead of a new one, or left alone when it is already terminated,
+so a retried or replayed write never makes a second run. The write itself, in one transaction
+on MLflow's SQL store, is ``observability/mlflow_server_write.py``. Input is checked strictly
+before anything is written (a 4xx with a message that names the field, never the value); every
+answer carries ``MARKER_HEADER``.
 
 Basic auth: with ``TECHNOSHARE_MLFLOW_AUTH=basic`` the app is ``mlflow.server.auth``'s
 (``create_app``, as ``--app-name basic-auth`` builds it, its config from
@@ -29,13 +31,11 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from observability.mlflow_batch import (
@@ -51,13 +51,15 @@ from observability.mlflow_batch import (
     PROTOCOL,
     artifact_name_ok,
 )
+from observability.mlflow_server_write import BadInput, NotServed, WriteRequest, entities, write
 
 log = logging.getLogger("mlflow.server.technoshare")
 
 AUTH_ENV = "TECHNOSHARE_MLFLOW_AUTH"  # "basic": wrap mlflow.server.auth; unset/"none": no auth
 VIEW_NAME = "technoshare_runs_write"
 FIELDS = {
-    "protocol", "run_id", "experiment_id", "start_time", "user_id", "tags", "find_by_tag",
+    "protocol", "run_id", "experiment_id", "new_run_id", "start_time", "user_id", "tags",
+    "find_by_tag",
     "metrics", "params", "artifacts", "status", "end_time",
 }  # fmt: skip
 STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -65,36 +67,10 @@ MAX_KEY_CHARS = 250
 MAX_VALUE_CHARS = 8000  # MLflow's tag value limit (params: 6000, checked by MLflow)
 MAX_MS = 2**53  # a millisecond time or step that JSON carries exactly
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NEW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # as MLflow makes them: uuid4().hex
 _EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}$")
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _FILTER_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # safe inside a quoted filter
-
-
-class BadInput(ValueError):
-    """A 4xx: what is wrong with the request (names fields, never echoes values)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class NotServed(Exception):
-    """The run's artifacts are not this server's to write: the client uses the standard calls."""
-
-
-@dataclass
-class WriteRequest:
-    run_id: str | None = None
-    experiment_id: str | None = None
-    start_time: int | None = None
-    user_id: str = "unknown"
-    tags: dict[str, str] = field(default_factory=dict)
-    find_by_tag: str | None = None
-    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)
-    params: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)
-    status: str | None = None
-    end_time: int | None = None
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -190,10 +166,12 @@ def parse(body: bytes) -> WriteRequest:
         raise BadInput("give exactly one of 'run_id' (an existing run) and 'experiment_id'")
     if "run_id" in data:
         req.run_id = _text(data["run_id"], "run_id", 64, _RUN_ID)
-        if extra := {"start_time", "user_id", "find_by_tag"} & set(data):
+        if extra := {"new_run_id", "start_time", "user_id", "find_by_tag"} & set(data):
             raise BadInput(f"{sorted(extra)} only go with 'experiment_id' (a new run)")
     else:
         req.experiment_id = _text(data["experiment_id"], "experiment_id", 18, _EXPERIMENT_ID)
+        if "new_run_id" in data:
+            req.new_run_id = _text(data["new_run_id"], "new_run_id", 32, _NEW_RUN_ID)
         req.start_time = _int(data.get("start_time", int(time.time() * 1000)), "start_time")
         req.user_id = _text(data.get("user_id", "unknown"), "user_id", 256)
     req.tags = _mapping(data.get("tags", {}), "tags", MAX_TAGS, MAX_VALUE_CHARS)
@@ -216,112 +194,17 @@ def parse(body: bytes) -> WriteRequest:
     return req
 
 
-def _entities(req: WriteRequest) -> tuple[list[Any], list[Any], list[Any]]:
-    from mlflow.entities import Metric, Param, RunTag
-
-    return (
-        [Metric(k, v, t, s) for k, v, t, s in req.metrics],
-        [Param(k, v) for k, v in req.params.items()],
-        [RunTag(k, v) for k, v in req.tags.items()],
-    )
-
-
 def _check_with_mlflow(req: WriteRequest) -> None:
     """MLflow's own checks of names, lengths and batch limits, before anything is written."""
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_batch_log_data, _validate_batch_log_limits
 
-    metrics, params, tags = _entities(req)
+    metrics, params, tags = entities(req)
     try:
         _validate_batch_log_limits(metrics, params, tags)
         _validate_batch_log_data(metrics, params, tags)
     except MlflowException as exc:
         raise BadInput(exc.message) from None
-
-
-# --- the write --------------------------------------------------------------------------------
-def _served(artifact_uri: str) -> bool:
-    """This server writes the artifacts behind the URI itself (``mlflow-artifacts:``, no host)."""
-    from urllib.parse import urlparse
-
-    from mlflow.server.handlers import _is_serving_proxied_artifacts
-
-    parsed = urlparse(artifact_uri)
-    return (
-        parsed.scheme == "mlflow-artifacts"
-        and not parsed.netloc
-        and bool(_is_serving_proxied_artifacts())
-    )
-
-
-def _existing(store: Any, req: WriteRequest) -> Any:
-    from mlflow.entities import ViewType
-
-    key = req.find_by_tag
-    assert key is not None and req.experiment_id is not None
-    runs = store.search_runs(
-        [req.experiment_id], f"tags.`{key}` = '{req.tags[key]}'", ViewType.ACTIVE_ONLY, 1
-    )
-    return runs[0] if runs else None
-
-
-def _write_texts(artifact_uri: str, texts: dict[str, str]) -> None:
-    """As ``PUT /mlflow-artifacts/artifacts/<path>`` stores an upload: same path, same repo."""
-    from mlflow.server.handlers import (
-        _get_artifact_repo_mlflow_artifacts,
-        _get_proxied_run_artifact_destination_path,
-        _get_workspace_scoped_repo_path_if_enabled,
-    )
-    from mlflow.utils.uri import validate_path_is_safe
-
-    repo = _get_artifact_repo_mlflow_artifacts()
-    with tempfile.TemporaryDirectory(prefix="ts-runs-write-") as tmp:
-        for index, (name, text) in enumerate(texts.items()):
-            path = _get_proxied_run_artifact_destination_path(artifact_uri, name)
-            path = _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(path))
-            head, tail = posixpath.split(str(path))
-            local_dir = os.path.join(tmp, str(index))
-            os.mkdir(local_dir)
-            local = os.path.join(local_dir, tail)
-            with open(local, "wb") as out:
-                out.write(text.encode("utf-8"))
-            repo.log_artifact(local, artifact_path=head or None)
-
-
-def write(req: WriteRequest) -> dict[str, Any]:
-    from mlflow.entities import RunStatus
-    from mlflow.server.handlers import _get_tracking_store
-
-    store = _get_tracking_store()
-    metrics, params, tags = _entities(req)
-    created = False
-    if req.run_id is not None:
-        run = store.get_run(req.run_id)
-        if req.artifacts and not _served(run.info.artifact_uri):
-            raise NotServed("the run's artifacts are not served by this server")
-        batch_tags = tags
-    else:
-        assert req.experiment_id is not None
-        experiment = store.get_experiment(req.experiment_id)
-        if experiment.lifecycle_stage != "active":
-            raise BadInput("the experiment is deleted")
-        if req.artifacts and not _served(experiment.artifact_location):
-            raise NotServed("the experiment's artifacts are not served by this server")
-        run = _existing(store, req) if req.find_by_tag else None
-        if run is not None and RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
-            return {"run_id": run.info.run_id, "created": False, "written": False}
-        if run is None:
-            run = store.create_run(req.experiment_id, req.user_id, req.start_time, tags, None)
-            created = True
-        batch_tags = []  # a new run got them at creation; a found one has them
-    run_id = run.info.run_id
-    if metrics or params or batch_tags:
-        store.log_batch(run_id, metrics, params, batch_tags)
-    if req.artifacts:
-        _write_texts(run.info.artifact_uri, req.artifacts)
-    if req.status is not None:
-        store.update_run_info(run_id, RunStatus.from_string(req.status), req.end_time, None)
-    return {"run_id": run_id, "created": created, "written": True}
 
 
 # --- Flask ------------------------------------------------------------------------------------

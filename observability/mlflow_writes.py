@@ -16,8 +16,9 @@ the standard way.
 
 The same functions write live records (``replay=False``) and records from the outbox
 (``replay=True``), which look runs up by their keys first, so a record is never written twice
-(through the batch endpoint the server does that look-up, ``find_by_tag``, in the same request,
-live writes too: a write retried after a lost answer finds the run it made).
+(through the batch endpoint the server does that look-up in the same request, live writes too:
+a stage run's id there is its record id, so a write retried after a lost answer finds the run
+it made by its key; a replay also sends ``find_by_tag``, for a run written the standard way).
 A parent run is created by whoever claims it in the ledger: ``begin_job`` normally, a replay
 when the begin was lost; a record whose parent is being created elsewhere raises
 ``ParentPending`` and waits.
@@ -56,6 +57,7 @@ FEEDBACK_TAG = "user_feedback"
 FEEDBACK_PATIENCE_SECONDS = 3600.0  # a reaction whose reply run never appears is dropped then
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Slack channel ids and message timestamps
 _OTEL_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # a record id (uuid4 hex) is one a run may take
 
 
 class ReplyNotFound(LookupError):
@@ -184,19 +186,26 @@ def _metrics_json(metrics: dict[str, float], stamp: int) -> list[dict[str, Any]]
     return [{"key": k, "value": v, "timestamp": stamp, "step": 0} for k, v in metrics.items()]
 
 
-def _batch_stage(store: MlflowStore, record: StageRecord, parent: str) -> str | None:
+def _batch_stage(
+    store: MlflowStore, record: StageRecord, parent: str, *, replay: bool
+) -> str | None:
     """The stage run in one request (created, or the one with its record id finished); None
-    when the server has no batch endpoint (nothing written) or the artifacts do not fit one."""
+    when the server has no batch endpoint (nothing written) or the artifacts do not fit one.
+    The run's id is the record id where the server's store lets it choose (a retried write is
+    then found by its key); a replay also asks for a run of that record made the standard way,
+    whose id MLflow chose."""
     if not mlflow_batch.usable(store) or not mlflow_batch.artifacts_fit(record.artifacts):
         return None
     tags = stage_tags(record, parent)
     stamp = _ms(record.ended_at)
+    chosen = _RUN_ID.fullmatch(record.record_id) is not None
     body = {
         "experiment_id": store.experiment_id(),
+        **({"new_run_id": record.record_id} if chosen else {}),
+        **({"find_by_tag": RECORD_ID_TAG} if replay or not chosen else {}),
         "start_time": _ms(record.started_at),
         "user_id": tags.get("mlflow.user", "unknown"),  # as MlflowClient.create_run sends it
         "tags": tags,
-        "find_by_tag": RECORD_ID_TAG,
         "metrics": _metrics_json(record.metrics, stamp),
         "params": record.params,
         "artifacts": record.artifacts,
@@ -214,7 +223,7 @@ def apply_stage(store: MlflowStore, ledger: Ledger, record: StageRecord, *, repl
 
     client = store.client()
     parent = resolve_parent(store, ledger, record, replay=replay)
-    if (written := _batch_stage(store, record, parent)) is not None:
+    if (written := _batch_stage(store, record, parent, replay=replay)) is not None:
         return written
     run_id = artifact_uri = ""
     if replay:  # created before the outage cut it short? then finish that run, not a second one

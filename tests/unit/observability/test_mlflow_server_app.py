@@ -5,7 +5,9 @@ server for the module:
 - a stage run and a parent's end written through it are the runs the standard calls write
   (run info, tags, metric history, params, artifacts listed and byte for byte), in 1 request
   instead of 5 and 2;
-- a retried or replayed write finds its run by its record id, never makes a second one;
+- a retried or replayed write finds its run by its record id, never makes a second one: a new
+  run takes the id the client chose (``new_run_id``), so concurrent writes of one run make one
+  run, and an id of another experiment's run is refused;
 - bad input is a 4xx that names the problem, echoes no value and writes nothing;
 - the endpoint is behind basic auth: no or wrong credentials 401, a user without EDIT on the
   experiment 403, with EDIT allowed.
@@ -275,6 +277,63 @@ def test_a_retried_or_replayed_stage_write_finds_its_run(stores: tuple[Any, Any]
     assert {a.path for a in client.list_artifacts(left.info.run_id)} == {"evidence.json", "notes"}
 
 
+def stage_body(experiment: str, run_id: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        "experiment_id": experiment, "new_run_id": run_id, "start_time": now - 900,
+        "tags": {"ts_record_id": run_id, "stage": "stage_a", "mlflow.runName": "stage_a"},
+        "metrics": [{"key": "latency_ms", "value": 900.0, "timestamp": now, "step": 0},
+                    {"key": "latency_ms", "value": 900.0, "timestamp": now, "step": 0},
+                    {"key": "score", "value": float("nan"), "timestamp": now, "step": 0}],
+        "params": {"model": "stub"}, "artifacts": {"facts.json": '{"facts": []}'},
+        "status": "FINISHED", "end_time": now,
+    }  # fmt: skip
+
+
+def test_a_new_run_takes_the_chosen_id_and_concurrent_writes_of_it_make_one_run(
+    server: MlflowServer, experiment: str, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow import MlflowClient
+
+    run_id = "c0ffee" + "0" * 25 + "1"
+    body = json.dumps({"protocol": 1, **stage_body(experiment, run_id)})  # NaN as Python sends it
+
+    def send(_: int) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        return httpx.post(server.url + ENDPOINT, content=body, headers=headers, auth=ADMIN)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert {a.json()["run_id"] for a in answers} == {run_id}
+    assert sum(a.json()["created"] for a in answers) == 1  # the others found it written
+    client = MlflowClient(server.url)
+    found = client.search_runs([experiment], f"tags.ts_record_id = '{run_id}'")
+    assert [r.info.run_id for r in found] == [run_id]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "stage_a"
+    assert run.data.params == {"model": "stub"} and run.data.metrics["latency_ms"] == 900.0
+    assert [m.value for m in client.get_metric_history(run_id, "latency_ms")] == [900.0]
+    assert str(client.get_metric_history(run_id, "score")[0].value) == "nan"
+    assert artifacts(client, run_id, tmp_path) == {"facts.json": b'{"facts": []}'}
+
+
+def test_a_chosen_id_of_another_experiments_run_is_refused(
+    server: MlflowServer, experiment: str
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server.url)
+    other = client.create_experiment("another-experiment")
+    theirs = client.create_run(other).info.run_id
+    answer = write(server, {**stage_body(experiment, theirs), "metrics": []})  # JSON: no NaN
+    assert answer.status_code == 409 and "another experiment" in answer.json()["message"]
+    run = client.get_run(theirs)
+    assert run.info.status == "RUNNING" and not run.data.metrics and not run.data.params
+
+
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -307,6 +366,9 @@ BAD: dict[str, Any] = {
     "status unknown": {"status": "DONE"},
     "end time without status": {"status": None, "end_time": 5},
     "find_by_tag not among tags": {"find_by_tag": "ts_record_id"},
+    "new run id not hex": {"new_run_id": "Z" * 32},
+    "new run id short": {"new_run_id": "abc"},
+    "new run id with a run id": {"protocol": 1, "run_id": "a" * 32, "new_run_id": "b" * 32},
     "find_by_tag value unsafe": {"tags": {"k": "a' OR '1'='1"}, "find_by_tag": "k"},
     "too many metrics": {
         "metrics": [{"key": f"m{i}", "value": 1.0, "timestamp": 1} for i in range(1001)]
