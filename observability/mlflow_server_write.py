@@ -264,11 +264,12 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
     from mlflow.entities import RunStatus
 
     metrics, params, tags = entities(req)
-    created = False
+    created, run = False, None
     if req.run_id is not None:
-        run = store.get_run(req.run_id)
-        if req.artifacts and not _served(run.info.artifact_uri):
-            raise NotServed("the run's artifacts are not served by this server")
+        if req.artifacts or not (metrics or params or tags or req.status):
+            run = store.get_run(req.run_id)  # its artifact URI; else log_batch checks the run
+            if req.artifacts and not _served(run.info.artifact_uri):
+                raise NotServed("the run's artifacts are not served by this server")
         batch_tags = tags
     else:
         assert req.experiment_id is not None
@@ -284,7 +285,7 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
             run = store.create_run(req.experiment_id, req.user_id, req.start_time, tags, None)
             created = True
         batch_tags = []  # a new run got them at creation; a found one has them
-    run_id = run.info.run_id
+    run_id = req.run_id or run.info.run_id
     if metrics or params or batch_tags:
         store.log_batch(run_id, metrics, params, batch_tags)
     if req.artifacts:

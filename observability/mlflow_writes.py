@@ -10,7 +10,8 @@ tags, params) and ``update``; the trace: one ``log_spans`` (root + every stage's
 ``start_trace``. The parent run id travels in the task headers and the ledger, so the normal
 path looks nothing up in MLflow. That is 25 requests a job; against a server running the
 ``technoshare`` app (``observability/mlflow_server_app.py``) a stage run is ONE request to its
-batch endpoint and the parent's end another (``observability/mlflow_batch.py``): 9 a job. A
+batch endpoint, and so are the parent's create and its end (``observability/mlflow_batch.py``):
+9 a job. A
 server without it answers the first such request with a 404 and the process then writes to it
 the standard way.
 
@@ -31,6 +32,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from typing import Any
 
 from observability import mlflow_batch
@@ -135,12 +137,35 @@ def _claim(ledger: Ledger, run_key: str) -> bool:
         return True
 
 
+def _batch_parent(
+    store: MlflowStore, run_key: str, started: int, tags: dict[str, str]
+) -> str | None:
+    """The parent run created through the batch endpoint, running; its id is the run key (the
+    attempt's trace id) when that has a run id's form, so a create retried after a lost answer
+    finds it. None when the server has no batch endpoint (nothing written)."""
+    if not mlflow_batch.usable(store):
+        return None
+    body = {
+        "experiment_id": store.experiment_id(),
+        "new_run_id": run_key if _RUN_ID.fullmatch(run_key) else uuid.uuid4().hex,
+        "start_time": started,
+        "user_id": tags.get("mlflow.user", "unknown"),
+        "tags": tags,
+    }
+    try:
+        return str(mlflow_batch.write_run(store, body)["run_id"])
+    except mlflow_batch.Unavailable:
+        return None
+
+
 def _create_parent(store: MlflowStore, ledger: Ledger, record: Any) -> str:
     tags = record.tags if isinstance(record, BeginRecord) else {}
     tags = tags or parent_tags(record.job, record.run_key, None)
     started = getattr(record, "started_at", time.time())
-    run = store.client().create_run(store.experiment_id(), start_time=_ms(started), tags=tags)
-    parent = str(run.info.run_id)
+    parent = _batch_parent(store, record.run_key, _ms(started), tags)
+    if parent is None:
+        run = store.client().create_run(store.experiment_id(), start_time=_ms(started), tags=tags)
+        parent = str(run.info.run_id)
     try:
         ledger.set_parent(record.run_key, parent)
     except Exception:

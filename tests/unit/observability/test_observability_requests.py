@@ -6,8 +6,8 @@ spans, as a real one does).
 A count, not a time: the server's CPU per job follows the number of requests it serves (each
 costs a sqlite server 15-25 ms; docs/BENCHMARKS.md). Two servers, the same jobs:
 - ``mlflow server --app-name technoshare`` (compose's): each stage run is ONE request to the
-  batch endpoint (``observability/mlflow_server_app.py``), so is the parent's end; with the
-  parent's ``runs/create`` and the trace's two: 9 a job;
+  batch endpoint (``observability/mlflow_server_app.py``), so are the parent's create and its
+  end; with the trace's two: 9 a job;
 - a plain ``mlflow server``: the first write to the endpoint answers 404 (in the warm-up job)
   and the process writes the standard way from then on: each run one create, one
   ``log-batch``, one ``update``, one upload per stage artifact, the trace's two: 25 a job,
@@ -48,8 +48,7 @@ STANDARD_PER_JOB = {
     **TRACE,
 }
 BATCH_PER_JOB = {
-    ("POST", "/api/2.0/mlflow/runs/create"): 1,  # the parent, at begin_job
-    ("POST", ENDPOINT): len(STAGES) + 1,  # each stage run whole; the parent's end
+    ("POST", ENDPOINT): len(STAGES) + 2,  # the parent's create; each stage run whole; its end
     **TRACE,
 }
 # MLflow's REST API cannot create a run finished or with metrics: 3 requests a run + 1 per
