@@ -11,7 +11,8 @@ replaces
   ``api_key=...`` / ``"api_key": "..."`` style pairs, and URL passwords
   (``redis://:pw@host``, ``https://user:pw@host``: the user and host stay);
 
-by ``[REDACTED]``, in one pass of one precompiled pattern. Redacting redacted text changes
+by ``[REDACTED]``, with one precompiled pattern, run only over the lines that a cheap scan
+finds worth it (the same result as over the whole text). Redacting redacted text changes
 nothing. :class:`RedactingFilter` applies it to log records; :func:`install_log_redaction`
 attaches that filter to the root logger and its handlers.
 """
@@ -66,6 +67,20 @@ _PATTERNS = {
         r"|(?-i:\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"  # AWS access key ids, upper case only
     ),
 }
+
+
+# What every match of the patterns above holds (the kv keywords all end in one of these words,
+# followed by [:=]), within its run of non-space characters from the match's start: scanning
+# for these is ~5x cheaper than trying the full pattern at every position, and the full pattern
+# is then tried only at the few places before a trigger where a match could start. No match
+# spans a "\n" (their runs exclude whitespace or stop at the line's end). The lookahead's class
+# of first characters lets the regex engine skip every other position quickly.
+_TRIGGERS = (
+    r"://|bearer[ \t]|sk-|xox[abposr]-|xapp-|gh[pousr]_|github_pat_|akia|asia"
+    r"|(?:key|secret|passw(?:or)?d|pwd|token|auth(?:orization)?|credentials?)[\"']?[ \t]*[:=]"
+)
+_TRIGGER_FIRST = ":bsxgakptc"
+_UP_TO_LAST_SPACE = re.compile(r"[^\n]*\s")  # greedy: ends after the last space before a point
 
 
 def _is_secret_name(name: str) -> bool:
@@ -135,6 +150,14 @@ class Redactor:
             alternatives.append("(?P<secret>" + "|".join(map(re.escape, ordered)) + ")")
         alternatives += [f"(?P<{name}>{pattern})" for name, pattern in _PATTERNS.items()]
         self._pattern = re.compile("|".join(alternatives), re.I)
+        # A secret with a line break in it would span lines: then every text is redacted whole.
+        self._whole_text = any("\n" in literal for literal in literals)
+        triggers = [re.escape(v) for v in sorted(literals, key=lambda v: (-len(v), v))]
+        first = sorted(set(_TRIGGER_FIRST) | {v[0] for v in literals})
+        self._trigger = re.compile(
+            "(?=[" + "".join(map(re.escape, first)) + "])(?:" + "|".join([*triggers, _TRIGGERS])
+            + ")", re.I,
+        )  # fmt: skip
 
     @classmethod
     def from_settings(
@@ -143,6 +166,33 @@ class Redactor:
         return cls(secret_values(settings, environ))
 
     def __call__(self, text: str) -> str:
+        if self._whole_text:
+            return self.whole(text)
+        out: list[str] = []
+        done = pos = 0  # text[:done] is in ``out``; no match starts in [done, pos)
+        match_at = self._pattern.match
+        while (trigger := self._trigger.search(text, pos)) is not None:
+            # A match holding this trigger starts in its run of non-space characters (literal
+            # secrets start at their trigger); none starts between ``pos`` and that run.
+            at = trigger.start()
+            line = text.rfind("\n", pos, at) + 1 or pos
+            space = _UP_TO_LAST_SPACE.match(text, line, at)
+            found = None
+            for start in range(space.end() if space else line, at + 1):
+                if (found := match_at(text, start)) is not None:
+                    break
+            if found is None:
+                pos = at + 1
+                continue
+            out += [text[done : found.start()], _replacement(found)]
+            done = pos = found.end()
+        if not out:
+            return text
+        out.append(text[done:])
+        return "".join(out)
+
+    def whole(self, text: str) -> str:
+        """The full pattern tried at every position of ``text``: what ``__call__`` equals."""
         return self._pattern.sub(_replacement, text)
 
 
