@@ -264,7 +264,8 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
     from mlflow.entities import RunStatus
 
     metrics, params, tags = entities(req)
-    created, run = False, None
+    created = False
+    run: Any = None  # the run's entity, when read or created here
     if req.run_id is not None:
         if req.artifacts or not (metrics or params or tags or req.status):
             run = store.get_run(req.run_id)  # its artifact URI; else log_batch checks the run
