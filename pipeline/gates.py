@@ -296,13 +296,17 @@ def review_and_repair(
     settings: Settings,
     context: Any = None,
     allowed_names: Iterable[str] = (),
+    first_report: GateReport | None = None,
 ) -> tuple[Commentary, GateReport]:
     """Gates, and on failure ONE Stage B repair with the failures fed back.
 
     Returns the final commentary and its report; ``report.passed`` False means the outcome is
-    ``gate_failed``. ``report.repaired`` tells whether the repair ran."""
+    ``gate_failed``. ``report.repaired`` tells whether the repair ran. ``first_report``: the
+    draft's report when the caller has just checked these same inputs."""
     allowed_names = tuple(allowed_names)
-    report = check_gates(commentary, facts, evidence, job, settings, context, allowed_names)
+    report = first_report or check_gates(
+        commentary, facts, evidence, job, settings, context, allowed_names
+    )
     if report.passed:
         return commentary, report
     repaired = rerun_stage_b(feedback_lines(report))

@@ -16,6 +16,7 @@ remaining LLM stages run on the offline model and the reply says so.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -30,6 +31,7 @@ from pipeline.models import (
     Coverage,
     Evidence,
     Facts,
+    GateReport,
     JobCarry,
     PostedReply,
     Review,
@@ -128,6 +130,7 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
         rerun_stage_b=lambda feedback: _commentary(carry, deps, feedback),
         settings=deps.settings,
         context=deps.context,
+        first_report=_report_checked_before(carry, deps),
     )
     if report.repaired:  # the repair re-ran the model only: the history found stays
         commentary = commentary.model_copy(update={"shared_before": draft.shared_before})
@@ -145,15 +148,31 @@ def quality_gates(carry: JobCarry, deps: StageDeps) -> Review:
     return Review(commentary=commentary, report=report, message=message, usage=usage)
 
 
+# The report ``gates_need_repair`` made, for the ``quality_gates`` run that follows it on the
+# same thread with the same draft: the gates are then checked once, not twice (the evidence's
+# link scan is most of their CPU). Matched by identity and used once.
+_checked = threading.local()
+
+
 def gates_need_repair(carry: JobCarry, deps: StageDeps) -> bool:
     """Whether ``quality_gates`` will call the model: the draft fails a gate, so it is repaired."""
     from pipeline.gates import check_gates
 
-    report = check_gates(
-        carry.need("commentary"), carry.need("facts"), carry.need("evidence"), carry.job,
-        deps.settings, deps.context,
-    )  # fmt: skip
+    inputs = (carry.need("commentary"), carry.need("facts"), carry.need("evidence"), carry.job)
+    report = check_gates(*inputs, deps.settings, deps.context)
+    _checked.last = (inputs, deps, report)
     return not report.passed
+
+
+def _report_checked_before(carry: JobCarry, deps: StageDeps) -> GateReport | None:
+    last = getattr(_checked, "last", None)
+    _checked.last = None
+    if last is None:
+        return None
+    inputs, checked_deps, report = last
+    now = (carry.commentary, carry.facts, carry.evidence, carry.job)
+    same = checked_deps is deps and all(a is b for a, b in zip(inputs, now, strict=True))
+    return cast(GateReport, report) if same else None
 
 
 def slack_post(carry: JobCarry, deps: StageDeps) -> PostedReply:

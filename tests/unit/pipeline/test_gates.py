@@ -350,3 +350,30 @@ def test_only_a_draft_that_fails_a_gate_takes_the_gates_to_the_model_queue(setti
     standin.calls_model = lambda carry, deps: True  # type: ignore[attr-defined]
     deps.overrides = {"quality_gates": standin}
     assert needs_model_queue(gates, good, deps)
+
+
+def test_the_gates_that_routed_a_draft_are_not_run_again_by_its_stage(settings, monkeypatch):
+    """Routing (needs_model_queue) and the stage check the same draft: once, not twice; a stage
+    run on another draft than the one just routed checks its own."""
+    import pipeline.gates as gates_module
+    from pipeline.deps import StageDeps
+    from pipeline.stages import STAGE_BY_NAME, needs_model_queue, quality_gates
+
+    calls: list[str] = []
+
+    def counted(commentary, *args, **kwargs):
+        calls.append(commentary.tldr[0])
+        return check_gates(commentary, *args, **kwargs)
+
+    monkeypatch.setattr(gates_module, "check_gates", counted)
+    deps = StageDeps(settings=settings, fetcher=None, prompts=None, context=TeamContext())  # type: ignore[arg-type]
+    gates = STAGE_BY_NAME["quality_gates"]
+    routed = gates_carry(make_commentary(similar_tech=[]))
+    other = gates_carry(make_commentary(similar_tech=[]))
+    assert not needs_model_queue(gates, routed, deps)
+    review = quality_gates(routed, deps)
+    assert review.report.passed and len(calls) == 1
+    assert needs_model_queue(gates, routed, deps) is False  # routed again, then...
+    assert quality_gates(other, deps).report.passed  # ...another draft's stage: its own check
+    assert len(calls) == 3
+    assert quality_gates(routed, deps).report.passed and len(calls) == 4  # used once only
