@@ -15,9 +15,13 @@ Two ways, the same rows:
   ``tags``, ``params``, ``metrics``, ``latest_metrics``, with the values they would give them)
   go in one transaction: a run is in the database only with its artifacts, and a write that
   failed left no row and is simply sent again.
-- **The store's calls** (``_write_with_store_calls``): everything else. An existing run
-  (``run_id``: the parent's end), a run created the standard way, another store, or a
-  subclass of the SQL store (the workspace-aware one scopes its queries).
+- **An existing run** (``run_id``: the parent's end) on the same store: its params, tags,
+  metrics and termination in one transaction too (``_update_in_one_transaction``), as the rows
+  ``log_batch`` and ``update_run_info`` would leave them.
+- **The store's calls** (``_write_with_store_calls``): everything else. What MLflow must answer
+  itself (a missing or deleted run, a param whose value would change), a run name or artifacts
+  on an existing run, another store, or a subclass of the SQL store (the workspace-aware one
+  scopes its queries).
 
 Idempotence. With ``new_run_id``, whether the run was written already is a primary-key
 look-up, and two concurrent writes of one run cannot both insert: the loser's unique-key
@@ -137,8 +141,11 @@ def write(req: WriteRequest) -> dict[str, Any]:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = _get_tracking_store()
-    if req.run_id is None and req.new_run_id and type(store) is SqlAlchemyStore:
-        return _write_by_chosen_id(store, req)
+    if type(store) is SqlAlchemyStore:
+        if req.run_id is None and req.new_run_id:
+            return _write_by_chosen_id(store, req)
+        if req.run_id is not None and (done := _update_in_one_transaction(store, req)):
+            return done
     return _write_with_store_calls(store, req)
 
 
@@ -258,6 +265,77 @@ def _create_in_one_transaction(store: Any, req: WriteRequest, location: str) -> 
                     return False
             raise
     return True
+
+
+def _update_in_one_transaction(store: Any, req: WriteRequest) -> dict[str, Any] | None:
+    """An existing run's params, tags, metrics and termination (the parent's end) in one
+    transaction: the rows ``log_batch`` and ``update_run_info`` would write. None, having
+    written nothing, for what MLflow's calls must answer or do themselves: no such run or not
+    an active one, a param whose value would change, a run name, artifacts."""
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
+
+    assert req.run_id is not None
+    run_id = req.run_id
+    if req.artifacts or MLFLOW_RUN_NAME in req.tags:
+        return None
+    metrics, latest = _metric_rows(req, run_id)
+    keys = sorted({row["key"] for row in metrics})
+    with store.ManagedSessionMaker(read_only=False) as session:
+        stage = session.query(SqlRun.lifecycle_stage).filter(SqlRun.run_uuid == run_id).scalar()
+        if stage != "active":
+            return None
+        of_run = (SqlParam.run_uuid == run_id, SqlParam.key.in_(list(req.params)))
+        params = dict(session.query(SqlParam.key, SqlParam.value).filter(*of_run).all())
+        if any(params[k] != v for k, v in req.params.items() if k in params):
+            return None
+        tagged = {k for (k,) in session.query(SqlTag.key).filter(
+            SqlTag.run_uuid == run_id, SqlTag.key.in_(list(req.tags)))}  # fmt: skip
+        for key in tagged:
+            session.execute(
+                sqlalchemy.update(SqlTag.__table__)
+                .where(SqlTag.run_uuid == run_id, SqlTag.key == key)
+                .values(value=req.tags[key])
+            )
+        logged = set(session.query(
+            SqlMetric.key, SqlMetric.timestamp, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan
+        ).filter(SqlMetric.run_uuid == run_id, SqlMetric.key.in_(keys)))  # fmt: skip
+        current = {m.key: m for m in session.query(SqlLatestMetric).filter(
+            SqlLatestMetric.run_uuid == run_id, SqlLatestMetric.key.in_(keys)
+        ).order_by(SqlLatestMetric.key).with_for_update()}  # fmt: skip
+        inserts: list[tuple[Any, list[dict[str, Any]]]] = [
+            (SqlParam, [{"key": k, "value": v, "run_uuid": run_id}
+                        for k, v in req.params.items() if k not in params]),
+            (SqlTag, [{"key": k, "value": v, "run_uuid": run_id}
+                      for k, v in req.tags.items() if k not in tagged]),
+            (SqlMetric, [m for m in metrics if (m["key"], m["timestamp"], m["step"], m["value"],
+                                                m["is_nan"]) not in logged]),
+            (SqlLatestMetric, [m for m in latest if m["key"] not in current]),
+        ]  # fmt: skip
+        for model, rows in inserts:
+            if rows:
+                session.execute(sqlalchemy.insert(model.__table__), rows)
+        for row in latest:
+            old = current.get(row["key"])
+            if old is not None and (row["step"], row["timestamp"], row["value"]) > (
+                old.step, old.timestamp, old.value
+            ):  # fmt: skip
+                old.value, old.step, old.timestamp = row["value"], row["step"], row["timestamp"]
+                old.is_nan = row["is_nan"]
+        if req.status is not None:
+            ended = {"end_time": req.end_time} if req.end_time is not None else {}
+            session.execute(
+                sqlalchemy.update(SqlRun.__table__)
+                .where(SqlRun.run_uuid == run_id)
+                .values(status=req.status, **ended)
+            )
+    return _answer(run_id, created=False)
 
 
 def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:

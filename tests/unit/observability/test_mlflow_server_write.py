@@ -88,3 +88,74 @@ def test_a_second_insert_of_one_run_id_reads_as_written_already(store: Any) -> N
     runs = store.search_runs([experiment], "", ViewType.ALL)
     assert [r.info.run_id for r in runs] == [RUN_ID]
     assert len(store.get_metric_history(RUN_ID, "latency_ms")) == 2  # nothing logged twice
+
+
+def prepared_run(store: Any, experiment: str) -> str:
+    """A running parent as begin_job leaves it, with a first batch already logged."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = store.create_run(experiment, "worker", 1_699_999_000_000, [RunTag("mlflow.runName", "job-j1"), RunTag("outcome", "pending")], None)  # fmt: skip
+    run_id = run.info.run_id
+    store.log_batch(
+        run_id,
+        [Metric("cost_usd", 0.5, 1_700_000_000_000, 0), Metric("latency_ms", 10.0, 1_700_000_000_000, 3)],
+        [Param("stage_a.model", "stub/m")],
+        [RunTag("domain", "arxiv.org")],
+    )  # fmt: skip
+    return str(run_id)
+
+
+END = dict(
+    tags={"outcome": "success", "adapter_name": "ArxivAdapter"},  # one changed, one new
+    params={"stage_a.model": "stub/m", "stage_b.model": "stub/m"},  # one logged again, one new
+    metrics=[
+        ("cost_usd", 0.5, 1_700_000_000_000, 0),  # logged already: not twice
+        ("cost_usd", 0.75, 1_700_000_009_000, 0),  # newer: the latest
+        ("latency_ms", 99.0, 1_700_000_009_000, 1),  # a lower step: not the latest
+        ("input_tokens", math.nan, 1_700_000_009_000, 0),
+    ],
+    status="FINISHED",
+    end_time=1_700_000_010_000,
+)
+
+
+def end_view(store: Any, run_id: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    history = {
+        key: sorted((m.step, m.timestamp, repr(m.value)) for m in store.get_metric_history(run_id, key))
+        for key in ("cost_usd", "latency_ms", "input_tokens")
+    }  # fmt: skip
+    return {"status": run.info.status, "end_time": run.info.end_time, "name": run.info.run_name,
+            "tags": {k: v for k, v in run.data.tags.items()}, "params": run.data.params,
+            "latest": {k: repr(v) for k, v in run.data.metrics.items()}, "history": history}  # fmt: skip
+
+
+def test_an_existing_runs_end_in_one_transaction_is_what_mlflows_calls_make(store: Any) -> None:
+    from observability.mlflow_server_write import _update_in_one_transaction
+
+    experiment = store.create_experiment("e")
+    mine, theirs = prepared_run(store, experiment), prepared_run(store, experiment)
+    assert _update_in_one_transaction(store, WriteRequest(run_id=mine, **END)) is not None
+    _write_with_store_calls(store, WriteRequest(run_id=theirs, **END))
+    assert end_view(store, mine) == end_view(store, theirs)
+    view = end_view(store, mine)
+    assert view["latest"]["cost_usd"] == "0.75" and view["latest"]["latency_ms"] == "10.0"
+    assert len(view["history"]["cost_usd"]) == 2 and view["tags"]["outcome"] == "success"
+    again = _update_in_one_transaction(store, WriteRequest(run_id=mine, **END))  # repeated end
+    assert again is not None and end_view(store, mine) == view
+
+
+def test_what_mlflow_must_answer_itself_is_left_to_its_calls(store: Any) -> None:
+    from observability.mlflow_server_write import _update_in_one_transaction
+
+    experiment = store.create_experiment("e")
+    run_id = prepared_run(store, experiment)
+    before = end_view(store, run_id)
+    changed = WriteRequest(run_id=run_id, params={"stage_a.model": "other"}, status="FINISHED")
+    renamed = WriteRequest(run_id=run_id, tags={"mlflow.runName": "x"})
+    missing = WriteRequest(run_id="0" * 32, status="FINISHED")
+    for req in (changed, renamed, missing):
+        assert _update_in_one_transaction(store, req) is None
+    assert end_view(store, run_id) == before  # nothing written
+    store.delete_run(run_id)
+    assert _update_in_one_transaction(store, WriteRequest(run_id=run_id, status="FINISHED")) is None
