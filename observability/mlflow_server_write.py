@@ -32,6 +32,8 @@ the store's calls use it whenever it is given.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import posixpath
@@ -40,8 +42,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 ARTIFACTS_FOLDER = "artifacts"  # SqlAlchemyStore.ARTIFACTS_FOLDER_NAME
+SCHEMA_VERSION = "3.17"  # the MLflow release whose tables the one-transaction write fills
 MLFLOW_RUN_NAME = "mlflow.runName"
 _MAX_FLOAT = 1.7976931348623157e308  # what MLflow stores for +/- infinity
+
+log = logging.getLogger("mlflow.server.technoshare")
 
 
 class BadInput(ValueError):
@@ -141,12 +146,25 @@ def write(req: WriteRequest) -> dict[str, Any]:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = _get_tracking_store()
-    if type(store) is SqlAlchemyStore:
+    if type(store) is SqlAlchemyStore and _schema_known():
         if req.run_id is None and req.new_run_id:
             return _write_by_chosen_id(store, req)
         if req.run_id is not None and (done := _update_in_one_transaction(store, req)):
             return done
     return _write_with_store_calls(store, req)
+
+
+@functools.cache
+def _schema_known() -> bool:
+    """The rows are written as MLflow ``SCHEMA_VERSION`` writes them (the tests hold them equal
+    to its calls'); another MLflow version gets its own calls until they are checked again."""
+    import mlflow
+
+    known = mlflow.__version__.startswith(SCHEMA_VERSION + ".")
+    if not known:
+        log.warning("MLflow %s: run writes go through its store calls (the one-transaction "
+                    "write is checked against %s.x)", mlflow.__version__, SCHEMA_VERSION)  # fmt: skip
+    return known
 
 
 def _terminated(status: str) -> bool:

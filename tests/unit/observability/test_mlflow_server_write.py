@@ -159,3 +159,20 @@ def test_what_mlflow_must_answer_itself_is_left_to_its_calls(store: Any) -> None
     assert end_view(store, run_id) == before  # nothing written
     store.delete_run(run_id)
     assert _update_in_one_transaction(store, WriteRequest(run_id=run_id, status="FINISHED")) is None
+
+
+def test_another_mlflow_release_gets_its_own_store_calls(monkeypatch, caplog) -> None:
+    import mlflow
+
+    from observability import mlflow_server_write
+
+    mlflow_server_write._schema_known.cache_clear()
+    monkeypatch.setattr(mlflow, "__version__", "3.18.0")
+    try:
+        assert mlflow_server_write._schema_known() is False
+        assert "through its store calls" in caplog.text
+        mlflow_server_write._schema_known.cache_clear()
+        monkeypatch.setattr(mlflow, "__version__", mlflow_server_write.SCHEMA_VERSION + ".2")
+        assert mlflow_server_write._schema_known() is True
+    finally:
+        mlflow_server_write._schema_known.cache_clear()
