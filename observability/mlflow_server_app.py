@@ -312,10 +312,28 @@ def _with_basic_auth(flask_app: Any) -> Any:
         return auth.create_app(flask_app)
 
 
+def load_cost_library() -> None:
+    """MLflow's server prices every LLM span it stores with litellm when litellm is installed
+    (a server in the workers' environment, ``technoshare dev-stack``), and imports it on the
+    first such trace: 3-4 s of CPU inside that request, past the client's 3 s timeout, in each
+    server worker. Imported here instead, at the worker's start, with litellm's offline
+    switches (no price-list download, no ``.env``). Without litellm (compose's image) MLflow
+    prices with its own table and this does nothing."""
+    import importlib.util
+
+    from pipeline.offline import apply_offline_defaults
+
+    apply_offline_defaults()
+    if importlib.util.find_spec("litellm") is not None:
+        import litellm  # noqa: F401
+
+
 def create_app() -> Any:
     """The app factory ``mlflow server --app-name technoshare`` runs in each server worker."""
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app as flask_app
+
+    load_cost_library()
 
     mode = (os.environ.get(AUTH_ENV) or "none").strip().lower()
     if mode not in ("basic", "none"):

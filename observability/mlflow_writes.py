@@ -329,10 +329,11 @@ def _batch_end(store: MlflowStore, record: EndRecord, parent: str, stamp: int) -
 
 
 def _write_trace_patiently(store: MlflowStore, record: EndRecord, parent: str) -> None:
-    """Traces are best effort: a failed trace never holds back the run record. Two retries:
-    each server worker's first trace with LLM spans outlasts the 3 s client timeout (measured:
-    3.2-3.9 s, server side; later ones ~60 ms), and a retry may reach the other, still cold,
-    worker; spans are upserted by id, so a repeated call is harmless."""
+    """Traces are best effort: a failed trace never holds back the run record. Two retries: a
+    plain MLflow server with litellm installed imports it on each worker's first trace with LLM
+    spans, which then outlasts the 3 s client timeout (measured: 3.2-3.9 s, server side; later
+    ones ~60 ms; the technoshare app imports it at start), and a retry may reach the other,
+    still cold, worker; spans are upserted by id, so a repeated call is harmless."""
     for attempt in (1, 2, 3):
         try:
             write_trace(store, record.root, parent, record.spans)  # type: ignore[arg-type]

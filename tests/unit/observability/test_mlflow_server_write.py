@@ -176,3 +176,24 @@ def test_another_mlflow_release_gets_its_own_store_calls(monkeypatch, caplog) ->
         assert mlflow_server_write._schema_known() is True
     finally:
         mlflow_server_write._schema_known.cache_clear()
+
+
+def test_the_server_app_loads_the_span_pricing_library_at_start_offline(tmp_path: Path) -> None:
+    """What MLflow's server imports on the first trace with LLM spans (3-4 s of CPU in that
+    request) is loaded when the app starts, with litellm's offline switches set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
+    code = (
+        "import os, sys\n"
+        "from observability.mlflow_server_app import load_cost_library\n"
+        "load_cost_library()\n"
+        "print('litellm' in sys.modules, os.environ['LITELLM_LOCAL_MODEL_COST_MAP'],"
+        " os.environ['LITELLM_MODE'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, text=True,
+                         capture_output=True, timeout=120, check=True,
+                         ).stdout.split()  # fmt: skip
+    assert out == ["True", "True", "PRODUCTION"]
