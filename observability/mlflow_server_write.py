@@ -174,11 +174,13 @@ def _terminated(status: str) -> bool:
 
 
 def _write_by_chosen_id(store: Any, req: WriteRequest) -> dict[str, Any]:
+    """A new run under ``new_run_id``: its checks, look-up and insert in one session (and one
+    transaction); a replay's search by tag, when asked, before the insert."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
 
     assert req.new_run_id is not None and req.experiment_id is not None
     run_id = req.new_run_id
-    with store.ManagedSessionMaker() as session:
+    with store.ManagedSessionMaker(read_only=False) as session:
         experiment = (
             session.query(SqlExperiment.lifecycle_stage, SqlExperiment.artifact_location)
             .filter(SqlExperiment.experiment_id == int(req.experiment_id))
@@ -189,30 +191,50 @@ def _write_by_chosen_id(store: Any, req: WriteRequest) -> dict[str, Any]:
             .filter(SqlRun.run_uuid == run_id)
             .one_or_none()
         )
-    if experiment is None:
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
-
-        raise MlflowException(
-            f"No Experiment with id={req.experiment_id} exists", RESOURCE_DOES_NOT_EXIST
-        )
-    if experiment.lifecycle_stage != "active":
-        raise BadInput("the experiment is deleted")
-    if req.artifacts and not _served(experiment.artifact_location):
-        raise NotServed("the experiment's artifacts are not served by this server")
-    if found_by_id is not None and str(found_by_id.experiment_id) != req.experiment_id:
-        raise BadInput("'new_run_id' names a run of another experiment", 409)
-    status = found_by_id.status if found_by_id is not None else None
-    if status is None and req.find_by_tag and (found := _found_by_tag(store, req)) is not None:
-        run_id, status = found.info.run_id, found.info.status  # written the standard way
-    if status is None:
-        if _create_in_one_transaction(store, req, experiment.artifact_location):
+        # raised after the session: inside it, MLflow's session maker makes any error a 500
+        problem = _target_problem(req, experiment, found_by_id)
+        status = found_by_id.status if found_by_id is not None else None
+        if problem is None and status is None and not req.find_by_tag:
+            if _create_in_one_transaction(store, req, experiment.artifact_location, session):
+                return _answer(run_id, created=True)
+            status = _status_of(session, run_id)  # a concurrent write of it won the insert
+    if problem is not None:
+        raise problem
+    if status is None:  # a replay: written the standard way before, with an id MLflow chose?
+        if (found := _found_by_tag(store, req)) is not None:
+            run_id, status = found.info.run_id, found.info.status
+        elif _create_in_one_transaction(store, req, experiment.artifact_location):
             return _answer(run_id, created=True)
-        status = "RUNNING"  # a concurrent write of the same run won the insert
+        else:
+            with store.ManagedSessionMaker() as session:
+                status = _status_of(session, run_id)
     if _terminated(status):
         return _answer(run_id, created=False, written=False)
     existing = replace(req, run_id=run_id, experiment_id=None, new_run_id=None, find_by_tag=None)
     return _write_with_store_calls(store, existing)
+
+
+def _target_problem(req: WriteRequest, experiment: Any, found_by_id: Any) -> Exception | None:
+    if experiment is None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+        return MlflowException(
+            f"No Experiment with id={req.experiment_id} exists", RESOURCE_DOES_NOT_EXIST
+        )
+    if experiment.lifecycle_stage != "active":
+        return BadInput("the experiment is deleted")
+    if req.artifacts and not _served(experiment.artifact_location):
+        return NotServed("the experiment's artifacts are not served by this server")
+    if found_by_id is not None and str(found_by_id.experiment_id) != req.experiment_id:
+        return BadInput("'new_run_id' names a run of another experiment", 409)
+    return None
+
+
+def _status_of(session: Any, run_id: str) -> str:
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    return str(session.query(SqlRun.status).filter(SqlRun.run_uuid == run_id).scalar())
 
 
 def _metric_rows(req: WriteRequest, run_id: str) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -235,14 +257,15 @@ def _metric_rows(req: WriteRequest, run_id: str) -> tuple[list[dict[str, Any]], 
     return list(rows.values()), list(latest.values())
 
 
-def _create_in_one_transaction(store: Any, req: WriteRequest, location: str) -> bool:
-    """Insert the whole run; False when a run with its id exists (a concurrent write)."""
-    import sqlalchemy
+def _create_in_one_transaction(
+    store: Any, req: WriteRequest, location: str, session: Any = None
+) -> bool:
+    """Insert the whole run (in ``session``'s transaction, else a session of its own); False
+    when a run with its id exists (a concurrent write)."""
     from mlflow.store.tracking.dbmodels.models import (
         SqlLatestMetric,
         SqlMetric,
         SqlParam,
-        SqlRun,
         SqlTag,
     )
     from mlflow.utils.name_utils import _generate_random_name
@@ -269,19 +292,27 @@ def _create_in_one_transaction(store: Any, req: WriteRequest, location: str) -> 
         (SqlMetric, metrics),
         (SqlLatestMetric, latest),
     ]
-    with store.ManagedSessionMaker(read_only=False) as session:
-        try:
-            session.execute(sqlalchemy.insert(SqlRun.__table__), [run])
-            for model, rows in children:
-                if rows:
-                    session.execute(sqlalchemy.insert(model.__table__), rows)
-            session.commit()
-        except sqlalchemy.exc.IntegrityError:
-            session.rollback()
-            with store.ManagedSessionMaker() as check:  # lost to a concurrent insert of it?
-                if check.query(SqlRun.run_uuid).filter(SqlRun.run_uuid == run_id).scalar():
-                    return False
-            raise
+    if session is None:
+        with store.ManagedSessionMaker(read_only=False) as own:
+            return _insert(own, run, children, run_id)
+    return _insert(session, run, children, run_id)
+
+
+def _insert(session: Any, run: dict[str, Any], children: list[Any], run_id: str) -> bool:
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    try:
+        session.execute(sqlalchemy.insert(SqlRun.__table__), [run])
+        for model, rows in children:
+            if rows:
+                session.execute(sqlalchemy.insert(model.__table__), rows)
+        session.commit()
+    except sqlalchemy.exc.IntegrityError:
+        session.rollback()  # lost to a concurrent insert of the same run?
+        if session.query(SqlRun.run_uuid).filter(SqlRun.run_uuid == run_id).scalar():
+            return False
+        raise
     return True
 
 
