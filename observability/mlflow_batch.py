@@ -42,6 +42,9 @@ MAX_TAGS = 100
 MAX_ARTIFACTS = 16
 MAX_ARTIFACT_BYTES = 1024 * 1024  # one text, UTF-8 (a stage's JSON is ~1-100 KB)
 MAX_ARTIFACTS_BYTES = 4 * 1024 * 1024  # all texts of one request
+# A run id the client may choose (``new_run_id``): MLflow's own form, uuid4().hex. Record ids and
+# trace ids have it, so a stage run takes its record id and a parent its trace id.
+NEW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_NAME_CHARS = 200
 MAX_NAME_DEPTH = 4
 # one path segment: no leading dot (no ".", "..", hidden files), no separator, no escape

@@ -48,6 +48,7 @@ from observability.mlflow_batch import (
     MAX_METRICS,
     MAX_PARAMS,
     MAX_TAGS,
+    NEW_RUN_ID,
     PROTOCOL,
     artifact_name_ok,
 )
@@ -67,7 +68,6 @@ MAX_KEY_CHARS = 250
 MAX_VALUE_CHARS = 8000  # MLflow's tag value limit (params: 6000, checked by MLflow)
 MAX_MS = 2**53  # a millisecond time or step that JSON carries exactly
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_NEW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # as MLflow makes them: uuid4().hex
 _EXPERIMENT_ID = re.compile(r"^[0-9]{1,18}$")
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _FILTER_VALUE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # safe inside a quoted filter
@@ -171,7 +171,7 @@ def parse(body: bytes) -> WriteRequest:
     else:
         req.experiment_id = _text(data["experiment_id"], "experiment_id", 18, _EXPERIMENT_ID)
         if "new_run_id" in data:
-            req.new_run_id = _text(data["new_run_id"], "new_run_id", 32, _NEW_RUN_ID)
+            req.new_run_id = _text(data["new_run_id"], "new_run_id", 32, NEW_RUN_ID)
         req.start_time = _int(data.get("start_time", int(time.time() * 1000)), "start_time")
         req.user_id = _text(data.get("user_id", "unknown"), "user_id", 256)
     req.tags = _mapping(data.get("tags", {}), "tags", MAX_TAGS, MAX_VALUE_CHARS)

@@ -175,7 +175,8 @@ def _terminated(status: str) -> bool:
 
 def _write_by_chosen_id(store: Any, req: WriteRequest) -> dict[str, Any]:
     """A new run under ``new_run_id``: its checks, look-up and insert in one session (and one
-    transaction); a replay's search by tag, when asked, before the insert."""
+    transaction); a replay's search by tag, when asked, before the insert (in the store's own
+    session: it only reads)."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
 
     assert req.new_run_id is not None and req.experiment_id is not None
@@ -194,20 +195,16 @@ def _write_by_chosen_id(store: Any, req: WriteRequest) -> dict[str, Any]:
         # raised after the session: inside it, MLflow's session maker makes any error a 500
         problem = _target_problem(req, experiment, found_by_id)
         status = found_by_id.status if found_by_id is not None else None
-        if problem is None and status is None and not req.find_by_tag:
+        replay = problem is None and status is None and req.find_by_tag
+        if replay and (found := _found_by_tag(store, req)) is not None:  # written the standard
+            run_id, status = found.info.run_id, found.info.status  # way, its id MLflow's
+        if problem is None and status is None:
             if _create_in_one_transaction(store, req, experiment.artifact_location, session):
                 return _answer(run_id, created=True)
             status = _status_of(session, run_id)  # a concurrent write of it won the insert
     if problem is not None:
         raise problem
-    if status is None:  # a replay: written the standard way before, with an id MLflow chose?
-        if (found := _found_by_tag(store, req)) is not None:
-            run_id, status = found.info.run_id, found.info.status
-        elif _create_in_one_transaction(store, req, experiment.artifact_location):
-            return _answer(run_id, created=True)
-        else:
-            with store.ManagedSessionMaker() as session:
-                status = _status_of(session, run_id)
+    assert status is not None  # found, or made by a concurrent write
     if _terminated(status):
         return _answer(run_id, created=False, written=False)
     existing = replace(req, run_id=run_id, experiment_id=None, new_run_id=None, find_by_tag=None)

@@ -59,7 +59,6 @@ FEEDBACK_TAG = "user_feedback"
 FEEDBACK_PATIENCE_SECONDS = 3600.0  # a reaction whose reply run never appears is dropped then
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # Slack channel ids and message timestamps
 _OTEL_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # a record id (uuid4 hex) is one a run may take
 
 
 class ReplyNotFound(LookupError):
@@ -147,7 +146,7 @@ def _batch_parent(
         return None
     body = {
         "experiment_id": store.experiment_id(),
-        "new_run_id": run_key if _RUN_ID.fullmatch(run_key) else uuid.uuid4().hex,
+        "new_run_id": run_key if mlflow_batch.NEW_RUN_ID.fullmatch(run_key) else uuid.uuid4().hex,
         "start_time": started,
         "user_id": tags.get("mlflow.user", "unknown"),
         "tags": tags,
@@ -223,7 +222,7 @@ def _batch_stage(
         return None
     tags = stage_tags(record, parent)
     stamp = _ms(record.ended_at)
-    chosen = _RUN_ID.fullmatch(record.record_id) is not None
+    chosen = mlflow_batch.NEW_RUN_ID.fullmatch(record.record_id) is not None
     body = {
         "experiment_id": store.experiment_id(),
         **({"new_run_id": record.record_id} if chosen else {}),
