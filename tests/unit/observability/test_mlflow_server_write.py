@@ -197,3 +197,44 @@ def test_the_server_app_loads_the_span_pricing_library_at_start_offline(tmp_path
                          capture_output=True, timeout=120, check=True,
                          ).stdout.split()  # fmt: skip
     assert out == ["True", "True", "PRODUCTION"]
+
+
+def test_artifacts_from_many_threads_land_whole_and_leave_no_staged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each server thread stages the files it copies in a folder of its own, made once: runs
+    written at the same time with the same artifact names keep their own texts, and nothing is
+    left staged after a write."""
+    import threading
+
+    from mlflow.server import handlers
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from observability import mlflow_server_write
+
+    root = tmp_path / "artifacts"
+    monkeypatch.setattr(
+        handlers, "_get_artifact_repo_mlflow_artifacts", lambda: LocalArtifactRepository(str(root))
+    )
+    folders: set[str] = set()
+
+    def write(index: int) -> None:
+        for repeat in range(5):
+            run = f"{index:02d}{repeat:02d}" * 8
+            texts = {"stage.json": f'{{"run": "{run}"}}', "prompts/b.txt": "x" * index * 1000}
+            mlflow_server_write._write_texts(f"mlflow-artifacts:/1/{run}/artifacts", texts)
+        folders.add(mlflow_server_write._staging.folder())
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(6):
+        for repeat in range(5):
+            run = f"{index:02d}{repeat:02d}" * 8
+            written = root / "1" / run / "artifacts"
+            assert (written / "stage.json").read_text() == f'{{"run": "{run}"}}'
+            assert (written / "prompts" / "b.txt").read_text() == "x" * index * 1000
+    assert len(folders) == 6  # a folder per thread
+    assert all(not list(Path(folder).iterdir()) for folder in folders)
