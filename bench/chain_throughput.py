@@ -48,6 +48,7 @@ import redis  # noqa: E402
 from bench.stackstats import (  # noqa: E402
     command_delta,
     commands,
+    machine_ms_per_mb,
     percentile,
     rss_mb,
     tree,
@@ -190,6 +191,7 @@ class Bench:
         self.fake.reset()
         time.sleep(1.0)
         pids = self.pids()
+        speed_before = machine_ms_per_mb()
         cpu0 = {name: tree_cpu(pid) for name, pid in pids.items()}
         cmd0, mem0, calls0 = commands(self.r), used_memory(self.r), self.stub.requests
         arrivals0 = len(self.stub.arrivals)
@@ -202,6 +204,7 @@ class Bench:
         if self.settle is not None:
             self.settle()  # e.g. the MLflow writers' backlog: its CPU is this run's
         cpu = {name: tree_cpu(pid) - cpu0[name] for name, pid in pids.items()}
+        speed = (speed_before + machine_ms_per_mb()) / 2
         own = {"hgetall": len(ids) * self._polls, "info": 4}  # the bench's reads
         delta = command_delta(cmd0, commands(self.r))
         for name, count in own.items():
@@ -232,6 +235,7 @@ class Bench:
             "wall_s": round(final[-1] - min(created), 1), "llm_calls_per_job": round(calls, 2),
             "p50_s": round(percentile(latency, 50), 2), "p95_s": round(percentile(latency, 95), 2),
             "cpu_ms_per_job": round(sum(cpu.values()) / len(ids) * 1000, 1),
+            "machine_ms_per_mb": round(speed, 1),  # before and after the run (stackstats)
             "cpu_ms_per_job_by_process": {k: round(v / len(ids) * 1000, 1) for k, v in cpu.items()},
             "redis_commands_per_job": round(sum(delta.values()) / len(ids), 1),
             "redis_commands": {k: round(v / len(ids), 2) for k, v in delta.items() if v > 0},
@@ -337,9 +341,9 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| configuration | jobs | LLM calls/job | jobs/s | jobs/s wall | bound | achieved/bound "
         "| LLM slots busy | p50 s | p95 s "
-        "| CPU ms/job | Redis cmds/job | Redis B/job | B/job kept 30 d+ | B/job kept <= 1 d "
+        "| CPU ms/job | machine ms/MB | Redis cmds/job | Redis B/job | B/job kept 30 d+ | B/job kept <= 1 d "
         "| MLflow req/job |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- |",
     ]
     for r in results:
@@ -351,6 +355,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r.get('bound_jobs_per_s') or '-'} | {ratio if ratio is not None else '-'} | "
             f"{r.get('llm_slot_utilization') or '-'} | "
             f"{r['p50_s']} | {r['p95_s']} | {r['cpu_ms_per_job']} | "
+            f"{r.get('machine_ms_per_mb', '-')} | "
             f"{r['redis_commands_per_job']} | {r['redis_bytes_per_job']} | "
             f"{kept.get('kept_30_days_or_more', '-')} | {kept.get('kept_a_day_or_less', '-')} | "
             f"{r.get('mlflow_requests_per_job', '-')} |"

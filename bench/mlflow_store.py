@@ -43,6 +43,8 @@ sys.path.insert(0, str(REPO / "bench"))
 OUT = REPO / "bench" / "results" / "mlflow_store.json"
 from tracking_overhead import configure, one_job  # noqa: E402
 
+from bench.stackstats import machine_ms_per_mb  # noqa: E402
+
 MODES = ("off", "sqlite", "postgres")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -75,6 +77,7 @@ def run_round(mode: str, args: argparse.Namespace, servers: dict, pgids: dict) -
     server = servers.get(mode)
     requests_before = sum(server.requests().values()) if server else 0
     server_before = sum(group_cpu_seconds(p) for p in pgids.get(mode, ()))
+    speed_before = machine_ms_per_mb()  # this process's own CPU: read before cpu_before
     cpu_before, started = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(args.threads) as pool:
         list(pool.map(lambda n: one_job(n, mode), range(args.jobs)))
@@ -85,12 +88,15 @@ def run_round(mode: str, args: argparse.Namespace, servers: dict, pgids: dict) -
     client_cpu = time.process_time() - cpu_before
     server_cpu = sum(group_cpu_seconds(p) for p in pgids.get(mode, ())) - server_before
     requests = (sum(server.requests().values()) - requests_before) if server else 0
+    speed = (speed_before + machine_ms_per_mb()) / 2
+    cpu_ms = (client_cpu + server_cpu) / args.jobs * 1e3
     return {
         "jobs_per_s": args.jobs / elapsed,
         "requests_per_job": requests / args.jobs,
         "client_cpu_ms_per_job": client_cpu / args.jobs * 1e3,
         "server_cpu_ms_per_job": server_cpu / args.jobs * 1e3,
-        "cpu_ms_per_job": (client_cpu + server_cpu) / args.jobs * 1e3,
+        "cpu_ms_per_job": cpu_ms,
+        "machine_ms_per_mb": speed,
         "drain_s": drain if mode != "off" else 0.0,
         "drained": drained,
     }
@@ -115,8 +121,8 @@ def table(summary: dict[str, dict]) -> str:
     }
     lines = [
         "| tracking | jobs/s | ratio to off | MLflow requests per job | CPU ms per job (this process + server) "
-        "| server CPU ms per job | backlog drained after the last job (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| machine ms/MB | server CPU ms per job | backlog drained after the last job (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for mode in MODES:
         s = summary[mode]
@@ -125,7 +131,8 @@ def table(summary: dict[str, dict]) -> str:
         requests = f"{s['requests_per_job']:.1f}" if mode != "off" else "0"
         lines.append(
             f"| {labels[mode]} | {s['jobs_per_s']:.2f} | {s['ratio_to_off']:.3f} | {requests} | "
-            f"{s['cpu_ms_per_job']:.0f} | {server} | {drain} |"
+            f"{s['cpu_ms_per_job']:.0f} | {s['machine_ms_per_mb']:.0f} | "
+            f"{server} | {drain} |"
         )
     return "\n".join(lines)
 
