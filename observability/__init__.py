@@ -14,7 +14,8 @@ recorder for a process. Modules import in one direction, bottom to top:
     setup                                  choose, install and warm up a recorder
 
 ``mlflow_server_app`` runs in the MLflow server, not here: ``mlflow server --app-name
-technoshare`` (MLflow's app plus the endpoint ``mlflow_batch`` calls; nothing imports it).
+technoshare`` (MLflow's app plus the endpoint ``mlflow_batch`` calls; nothing imports it),
+on ``mlflow_server_write`` (the write) and ``mlflow_server_artifacts`` (the run's texts).
 
 Importing this package (and ``observability.recorder``) is cheap: no mlflow.
 """

@@ -32,18 +32,13 @@ the store's calls use it whenever it is given.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import logging
 import math
-import os
-import posixpath
-import shutil
-import tempfile
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from observability.mlflow_server_artifacts import served, write_texts
 
 ARTIFACTS_FOLDER = "artifacts"  # SqlAlchemyStore.ARTIFACTS_FOLDER_NAME
 SCHEMA_VERSION = "3.17"  # the MLflow release whose tables the one-transaction write fills
@@ -91,20 +86,6 @@ def entities(req: WriteRequest) -> tuple[list[Any], list[Any], list[Any]]:
     )
 
 
-def _served(artifact_uri: str) -> bool:
-    """This server writes the artifacts behind the URI itself (``mlflow-artifacts:``, no host)."""
-    from urllib.parse import urlparse
-
-    from mlflow.server.handlers import _is_serving_proxied_artifacts
-
-    parsed = urlparse(artifact_uri)
-    return (
-        parsed.scheme == "mlflow-artifacts"
-        and not parsed.netloc
-        and bool(_is_serving_proxied_artifacts())
-    )
-
-
 def _found_by_tag(store: Any, req: WriteRequest) -> Any:
     from mlflow.entities import ViewType
 
@@ -114,49 +95,6 @@ def _found_by_tag(store: Any, req: WriteRequest) -> Any:
         [req.experiment_id], f"tags.`{key}` = '{req.tags[key]}'", ViewType.ACTIVE_ONLY, 1
     )
     return runs[0] if runs else None
-
-
-class _Staging(threading.local):
-    """A directory of this thread's own for the files ``log_artifact`` copies from, made once:
-    a temporary directory per write (mkdtemp, a folder per file, rmtree) was a tenth of a
-    stage write's server CPU. Removed with the process."""
-
-    path = ""
-
-    def folder(self) -> str:
-        if not self.path or not os.path.isdir(self.path):
-            self.path = tempfile.mkdtemp(prefix="ts-runs-write-")
-            atexit.register(shutil.rmtree, self.path, True)
-        return self.path
-
-
-_staging = _Staging()
-
-
-def _write_texts(artifact_uri: str, texts: dict[str, str]) -> None:
-    """As ``PUT /mlflow-artifacts/artifacts/<path>`` stores an upload: same path, same repo
-    (the repository copies a local file whose base name is the artifact's)."""
-    from mlflow.server.handlers import (
-        _get_artifact_repo_mlflow_artifacts,
-        _get_proxied_run_artifact_destination_path,
-        _get_workspace_scoped_repo_path_if_enabled,
-    )
-    from mlflow.utils.uri import validate_path_is_safe
-
-    repo = _get_artifact_repo_mlflow_artifacts()
-    folder = _staging.folder()
-    for name, text in texts.items():
-        path = _get_proxied_run_artifact_destination_path(artifact_uri, name)
-        path = _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(path))
-        head, tail = posixpath.split(str(path))
-        local = os.path.join(folder, tail)
-        try:
-            with open(local, "wb") as out:
-                out.write(text.encode("utf-8"))
-            repo.log_artifact(local, artifact_path=head or None)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(local)
 
 
 def _answer(run_id: str, *, created: bool, written: bool = True) -> dict[str, Any]:
@@ -245,7 +183,7 @@ def _target_problem(req: WriteRequest, experiment: Any, found_by_id: Any) -> Exc
         )
     if experiment.lifecycle_stage != "active":
         return BadInput("the experiment is deleted")
-    if req.artifacts and not _served(experiment.artifact_location):
+    if req.artifacts and not served(experiment.artifact_location):
         return NotServed("the experiment's artifacts are not served by this server")
     if found_by_id is not None and str(found_by_id.experiment_id) != req.experiment_id:
         return BadInput("'new_run_id' names a run of another experiment", 409)
@@ -296,7 +234,7 @@ def _create_in_one_transaction(
     run_id = req.new_run_id
     artifact_uri = append_to_uri_path(location, run_id, ARTIFACTS_FOLDER)
     if req.artifacts:  # first: a run row never exists without its artifacts
-        _write_texts(artifact_uri, req.artifacts)
+        write_texts(artifact_uri, req.artifacts)
     tags = dict(req.tags)
     name = tags.setdefault(MLFLOW_RUN_NAME, _generate_random_name())
     run = {
@@ -417,7 +355,7 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
     if req.run_id is not None:
         if req.artifacts or not (metrics or params or tags or req.status):
             run = store.get_run(req.run_id)  # its artifact URI; else log_batch checks the run
-            if req.artifacts and not _served(run.info.artifact_uri):
+            if req.artifacts and not served(run.info.artifact_uri):
                 raise NotServed("the run's artifacts are not served by this server")
         batch_tags = tags
     else:
@@ -425,7 +363,7 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
         experiment = store.get_experiment(req.experiment_id)
         if experiment.lifecycle_stage != "active":
             raise BadInput("the experiment is deleted")
-        if req.artifacts and not _served(experiment.artifact_location):
+        if req.artifacts and not served(experiment.artifact_location):
             raise NotServed("the experiment's artifacts are not served by this server")
         run = _found_by_tag(store, req) if req.find_by_tag else None
         if run is not None and _terminated(run.info.status):
@@ -438,7 +376,7 @@ def _write_with_store_calls(store: Any, req: WriteRequest) -> dict[str, Any]:
     if metrics or params or batch_tags:
         store.log_batch(run_id, metrics, params, batch_tags)
     if req.artifacts:
-        _write_texts(run.info.artifact_uri, req.artifacts)
+        write_texts(run.info.artifact_uri, req.artifacts)
     if req.status is not None:
         store.update_run_info(run_id, RunStatus.from_string(req.status), req.end_time, None)
     return _answer(run_id, created=created)

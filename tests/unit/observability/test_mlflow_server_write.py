@@ -210,7 +210,7 @@ def test_artifacts_from_many_threads_land_whole_and_leave_no_staged_file(
     from mlflow.server import handlers
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    from observability import mlflow_server_write
+    from observability import mlflow_server_artifacts
 
     root = tmp_path / "artifacts"
     monkeypatch.setattr(
@@ -222,8 +222,8 @@ def test_artifacts_from_many_threads_land_whole_and_leave_no_staged_file(
         for repeat in range(5):
             run = f"{index:02d}{repeat:02d}" * 8
             texts = {"stage.json": f'{{"run": "{run}"}}', "prompts/b.txt": "x" * index * 1000}
-            mlflow_server_write._write_texts(f"mlflow-artifacts:/1/{run}/artifacts", texts)
-        folders.add(mlflow_server_write._staging.folder())
+            mlflow_server_artifacts.write_texts(f"mlflow-artifacts:/1/{run}/artifacts", texts)
+        folders.add(mlflow_server_artifacts._staging.folder())
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
     for thread in threads:
