@@ -29,6 +29,9 @@ from services.processes import (
 )
 
 START_MLFLOW = REPO_ROOT / "scripts" / "start_mlflow.sh"
+# All children get SIGTERM at once and share this much time to exit; what is left is killed.
+# One wait per child instead would add up (10 s each) on a loaded machine.
+STOP_SECONDS = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +130,9 @@ class DevStack:
     def stop(self) -> None:
         for proc in self.children:
             proc.terminate()
+        deadline = time.monotonic() + STOP_SECONDS
         for proc in reversed(self.children):
-            proc.stop()
+            proc.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.redis is not None:
             self.redis.stop()
 
