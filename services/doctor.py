@@ -117,6 +117,10 @@ def check_workers(settings: Settings, timeout: float) -> Check:
 
         app = create_app(settings)  # this command's settings, whatever was imported before
         try:
+            # one bounded connection attempt first: with the broker down, inspect's publish
+            # retries its connection for ~25 s before it fails
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
             replies = app.control.inspect(timeout=timeout).ping() or {}
         finally:
             app.close()
