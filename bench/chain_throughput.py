@@ -45,10 +45,10 @@ os.environ.setdefault("TECHNOSHARE_ENV_FILE", "")  # hermetic: never a developer
 
 import redis  # noqa: E402
 
+from bench.redaction import machine_ms_per_mb  # noqa: E402
 from bench.stackstats import (  # noqa: E402
     command_delta,
     commands,
-    machine_ms_per_mb,
     percentile,
     rss_mb,
     tree,
@@ -235,7 +235,7 @@ class Bench:
             "wall_s": round(final[-1] - min(created), 1), "llm_calls_per_job": round(calls, 2),
             "p50_s": round(percentile(latency, 50), 2), "p95_s": round(percentile(latency, 95), 2),
             "cpu_ms_per_job": round(sum(cpu.values()) / len(ids) * 1000, 1),
-            "machine_ms_per_mb": round(speed, 1),  # before and after the run (stackstats)
+            "machine_ms_per_mb": round(speed, 1),  # before and after the run (bench/redaction.py)
             "cpu_ms_per_job_by_process": {k: round(v / len(ids) * 1000, 1) for k, v in cpu.items()},
             "redis_commands_per_job": round(sum(delta.values()) / len(ids), 1),
             "redis_commands": {k: round(v / len(ids), 2) for k, v in delta.items() if v > 0},

@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 OUT = REPO / "bench" / "results" / "mlflow_store.json"
 from tracking_overhead import configure, one_job  # noqa: E402
 
-from bench.stackstats import machine_ms_per_mb  # noqa: E402
+from bench.redaction import machine_ms_per_mb  # noqa: E402
 
 MODES = ("off", "sqlite", "postgres")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -89,13 +89,12 @@ def run_round(mode: str, args: argparse.Namespace, servers: dict, pgids: dict) -
     server_cpu = sum(group_cpu_seconds(p) for p in pgids.get(mode, ())) - server_before
     requests = (sum(server.requests().values()) - requests_before) if server else 0
     speed = (speed_before + machine_ms_per_mb()) / 2
-    cpu_ms = (client_cpu + server_cpu) / args.jobs * 1e3
     return {
         "jobs_per_s": args.jobs / elapsed,
         "requests_per_job": requests / args.jobs,
         "client_cpu_ms_per_job": client_cpu / args.jobs * 1e3,
         "server_cpu_ms_per_job": server_cpu / args.jobs * 1e3,
-        "cpu_ms_per_job": cpu_ms,
+        "cpu_ms_per_job": (client_cpu + server_cpu) / args.jobs * 1e3,
         "machine_ms_per_mb": speed,
         "drain_s": drain if mode != "off" else 0.0,
         "drained": drained,

@@ -13,6 +13,7 @@ Both are checked equal before timing. Best of ``--repeat`` runs, CPU time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -29,6 +30,7 @@ RESULTS = REPO / "bench" / "results" / "redaction.json"
 SECRETS = ["xoxb-1234567890-0987654321-AbCdEfGhIjKl", "8f14e45fceea167a5a36dedd4bea2543"]
 
 
+@functools.cache
 def texts() -> dict[str, str]:
     pages = sorted((REPO / "data" / "recorded" / "pages").glob("*/expected.txt"))
     joined = "\n".join(p.read_text(encoding="utf-8") for p in pages)
@@ -45,6 +47,17 @@ def best_ms(call: Callable[[str], str], text: str, repeat: int) -> float:
         call(text)
         times.append(time.process_time() - start)
     return min(times) * 1000
+
+
+def machine_ms_per_mb(repeat: int = 3) -> float:
+    """This machine's speed now, in one thread: this bench's baseline (the full pattern tried at
+    every position over the recorded pages' text), best of ``repeat``, ms per MB, lower is
+    faster; ~0.5 s. The chain and store benches read it before and after each run: machines of
+    one kind differ, and one drifts (bench/README.md)."""
+    text = texts()["recorded pages (text)"]
+    redactor = Redactor(SECRETS)
+    redactor.whole(text[:10_000])  # compiled and cached before the timed passes
+    return round(best_ms(redactor.whole, text, repeat) / (len(text) / 1e6), 1)
 
 
 def main() -> int:

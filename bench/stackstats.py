@@ -1,6 +1,5 @@
 """What the load benches read from the processes they start: CPU seconds and RSS from /proc,
-Redis command counts (INFO commandstats) and memory, and the machine's own speed. Linux only,
-like the benches."""
+Redis command counts (INFO commandstats) and memory. Linux only, like the benches."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -85,26 +83,3 @@ def write_results(path: Path, **figures: Any) -> None:
         **figures,
     }
     path.write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def machine_ms_per_mb(repeat: int = 3) -> float:
-    """This machine's speed now, in one thread: the best of ``repeat`` passes of
-    bench/redaction.py's baseline (the full pattern tried at every position over the recorded
-    pages' text), ms per MB, lower is faster; ~0.5 s. Machines of one kind differ, and one
-    drifts: a CPU figure is read beside the speed of its own run (bench/README.md)."""
-    from pipeline.redact import Redactor
-
-    pages = sorted(
-        (Path(__file__).resolve().parents[1] / "data/recorded/pages").glob("*/expected.txt")
-    )
-    text = "\n".join(p.read_text(encoding="utf-8") for p in pages)
-    redactor = Redactor(["xoxb-1234567890-0987654321-AbCdEfGhIjKl"])
-    redactor.whole(text[:10_000])  # compiled and cached before the timed passes
-    best = min(_cpu_seconds_of(redactor.whole, text) for _ in range(repeat))
-    return round(best * 1000 / (len(text) / 1e6), 1)
-
-
-def _cpu_seconds_of(call: Any, text: str) -> float:
-    start = time.process_time()
-    call(text)
-    return time.process_time() - start
