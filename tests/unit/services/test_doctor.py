@@ -100,3 +100,18 @@ def test_broken_parts_fail_their_lines_and_the_exit_status(
     assert "OPENAI_API_KEY" in lines["llm"]
     assert "xoxb-wrong" not in "\n".join(lines.values())
     assert lines["settings"].startswith("PASS")
+
+
+def test_the_workers_line_fails_at_once_when_the_broker_is_down() -> None:
+    """One bounded connection attempt, not kombu's retries inside ``inspect ping`` (25 s)."""
+    import time
+
+    from pipeline.settings import Settings
+    from services.doctor import FAIL, check_workers
+
+    settings = Settings(_env_file=None, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    check = check_workers(settings, 2.0)
+    took = time.monotonic() - started
+    assert check.status == FAIL and "Connection refused" in check.detail, check
+    assert took < 10, f"the workers check took {took:.1f} s"
