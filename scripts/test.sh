@@ -22,7 +22,10 @@ ruff format --check .
 echo "== mypy"
 mypy pipeline services tasks observability prompts eval
 echo "== pytest"
-python -m pytest "$@"
+# TEST_PROCESSES (default 2) processes, a module each at a time (its module-scoped servers stay
+# in one process), in collection order (tests/conftest.py puts the long modules first);
+# TEST_PROCESSES=0 runs everything in this one process.
+python -m pytest -n "${TEST_PROCESSES:-2}" --dist loadscope --no-loadscope-reorder "$@"
 echo "== evaluation gate (offline model, recorded sources)"
 # like the tests, the gate ignores a developer's .env (which may point at a real model)
 TECHNOSHARE_ENV_FILE="" technoshare eval --min-pass-rate 0.8 --summary-md "${EVAL_SUMMARY:-.technoshare/eval_summary.md}"

@@ -12,6 +12,11 @@
 - The offline switches of ``pipeline.offline`` are applied.
 
 Fixtures live in ``tests/support/<area>.py`` and are registered once here as plugins.
+
+The suite runs on two processes (``scripts/test.sh``: pytest-xdist, ``--dist loadscope``, so a
+module and its module-scoped servers stay on one process). Modules that start an MLflow server,
+a worker stack or a fault scenario are collected first: each process takes the next module
+when it is free, so the long ones start early and the many short ones fill in at the end.
 """
 
 from __future__ import annotations
@@ -63,6 +68,18 @@ pytest_plugins = (  # service first: the others import it (it must be assert-rew
     "tests.support.llm",
     "tests.support.mlflow_server",
 )
+
+
+def _module_weight(item: pytest.Item) -> int:
+    if item.get_closest_marker("mlflow_server"):
+        return 0
+    if item.get_closest_marker("e2e") or item.get_closest_marker("faults"):
+        return 1
+    return 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_module_weight)  # stable: each module's tests keep their order
 
 
 @pytest.fixture(autouse=True)
