@@ -7,7 +7,7 @@ recorder for a process. Modules import in one direction, bottom to top:
     records, health, derive, ledger        plain records and helpers
     mlflow_store, tracing                  the MLflow client and spans
     mlflow_batch                           a whole run in one request (the server's endpoint)
-    outbox, mlflow_writes                  where records wait; how they are written
+    outbox, mlflow_parent, mlflow_writes   where records wait; who creates a parent; how they are written
     writer                                 the background writer thread
     runtime                                one per process: store, health, ledger, outbox, writer
     backend                                MlflowRecorder (the Recorder on top of a runtime)

@@ -28,7 +28,8 @@ from typing import Any
 from observability import tracing
 from observability.derive import StageSummary, domain_of, summarize, tag_text
 from observability.ledger import LedgerTotals
-from observability.mlflow_writes import ReplyNotFound, is_permanent, parent_tags
+from observability.mlflow_parent import parent_tags
+from observability.mlflow_writes import ReplyNotFound, is_permanent
 from observability.recorder import Feedback, StageObservation
 from observability.records import (
     BeginRecord,

@@ -5,7 +5,8 @@ tokens, adapter, model and prompt version of each stage, MLflow overhead) must n
 which stage runs were already written to MLflow when the job ends. Each stage adds its values
 here; ``end_job`` reads them once. The parent run id lands here as soon as it exists, so stages
 that started before that (or during an outage) still find their parent, and the right to create
-a parent is claimed here, so a parent is created once whoever races for it.
+a parent is claimed here, so a parent is created once whoever races for it (a claimer whose
+create never reached MLflow gives the claim back, so the replay need not wait for it to expire).
 
 Two stores with one interface: ``RedisLedger`` (a hash per attempt; workers on several
 machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo).
@@ -42,6 +43,10 @@ PARENT_TAGS = {
 }
 PER_STAGE_TAGS = ("model", "prompt_name", "prompt_version")  # -> "<stage>.<tag>" on the parent
 SPANS_SUFFIX = ":spans"  # the list of the attempt's finished stage spans, beside its hash
+# Delete a claim only if it is still the caller's (it may have expired and been taken since).
+_DELETE_IF_OWNER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 
 
 @dataclass
@@ -103,6 +108,8 @@ class Ledger(Protocol):
 
     def claim_parent(self, run_key: str, owner: str) -> bool: ...
 
+    def release_parent(self, run_key: str, owner: str) -> None: ...  # only ``owner``'s claim
+
     def read(self, run_key: str) -> LedgerTotals: ...
 
     def finish(self, run_key: str) -> LedgerTotals: ...
@@ -157,6 +164,9 @@ class RedisLedger:
     def claim_parent(self, run_key: str, owner: str) -> bool:
         claim = self.key(run_key) + ":claim"
         return bool(self.redis.set(claim, owner, nx=True, ex=MLFLOW_PARENT_CLAIM_TTL_SECONDS))
+
+    def release_parent(self, run_key: str, owner: str) -> None:
+        self.redis.eval(_DELETE_IF_OWNER, 1, self.key(run_key) + ":claim", owner)
 
     def read(self, run_key: str) -> LedgerTotals:
         return totals_from(self.redis.hgetall(self.key(run_key)) or {})
@@ -225,6 +235,10 @@ class MemoryLedger:
                 return False
             self._claims[run_key] = now + MLFLOW_PARENT_CLAIM_TTL_SECONDS
             return True
+
+    def release_parent(self, run_key: str, owner: str) -> None:
+        with self._lock:  # one process: every claim here is its own
+            self._claims.pop(run_key, None)
 
     def read(self, run_key: str) -> LedgerTotals:
         with self._lock:

@@ -20,9 +20,7 @@ The same functions write live records (``replay=False``) and records from the ou
 (through the batch endpoint the server does that look-up in the same request, live writes too:
 a stage run's id there is its record id, so a write retried after a lost answer finds the run
 it made by its key; a replay also sends ``find_by_tag``, for a run written the standard way).
-A parent run is created by whoever claims it in the ledger: ``begin_job`` normally, a replay
-when the begin was lost; a record whose parent is being created elsewhere raises
-``ParentPending`` and waits.
+Who creates the parent run, and how a record finds it: ``observability.mlflow_parent``.
 """
 
 from __future__ import annotations
@@ -30,14 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import time
-import uuid
 from typing import Any
 
 from observability import mlflow_batch
-from observability.derive import domain_of
 from observability.ledger import Ledger
+from observability.mlflow_parent import apply_begin, find_run, ms, resolve_parent
 from observability.mlflow_store import MlflowStore
 from observability.outbox import ParentPending
 from observability.records import (
@@ -78,122 +74,6 @@ def is_permanent(exc: BaseException) -> bool:
     return False
 
 
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def parent_tags(
-    job: Any, run_key: str, reprocess_of: str | None, followup_of: str | None = None
-) -> dict[str, str]:
-    """The parent run's tags; ``followup_of``: the parent run of the job whose thread a
-    follow-up question was asked in (the follow-up is a small job of its own)."""
-    tags = {
-        "mlflow.runName": f"job-{job.job_id}",
-        RUN_KIND_TAG: "job",
-        RUN_KEY_TAG: run_key,
-        "job_id": job.job_id,
-        "channel_id": job.channel_id,
-        "message_ts": job.message_ts,
-        "target_url": job.url,
-        "canonical_url": job.canonical_url,
-        "domain": domain_of(job.url),
-    }
-    if job.user_id:
-        tags["slack_user"] = job.user_id
-    if reprocess_of:
-        tags["reprocess_of"] = reprocess_of
-    if followup_of:
-        tags["followup_of"] = followup_of
-    return tags
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
-def _find_run(store: MlflowStore, filter_string: str) -> Any:
-    runs = store.client().search_runs([store.experiment_id()], filter_string, max_results=1)
-    return runs[0] if runs else None
-
-
-def _find_parent(store: MlflowStore, run_key: str) -> str:
-    run = _find_run(store, f"tags.{RUN_KEY_TAG} = '{run_key}' and tags.{RUN_KIND_TAG} = 'job'")
-    return str(run.info.run_id) if run is not None else ""
-
-
-def _ledger_parent(ledger: Ledger, run_key: str) -> str:
-    try:
-        return ledger.get_parent(run_key)
-    except Exception:  # Redis away: MLflow itself still knows the parent by its key
-        log.debug("ledger unavailable while resolving a parent run", exc_info=True)
-        return ""
-
-
-def _claim(ledger: Ledger, run_key: str) -> bool:
-    try:
-        return ledger.claim_parent(run_key, owner_id())
-    except Exception:  # no ledger to coordinate through: this process creates it
-        return True
-
-
-def _batch_parent(
-    store: MlflowStore, run_key: str, started: int, tags: dict[str, str]
-) -> str | None:
-    """The parent run created through the batch endpoint, running; its id is the run key (the
-    attempt's trace id) when that has a run id's form, so a create retried after a lost answer
-    finds it. None when the server has no batch endpoint (nothing written)."""
-    if not mlflow_batch.usable(store):
-        return None
-    body = {
-        "experiment_id": store.experiment_id(),
-        "new_run_id": run_key if mlflow_batch.NEW_RUN_ID.fullmatch(run_key) else uuid.uuid4().hex,
-        "start_time": started,
-        "user_id": tags.get("mlflow.user", "unknown"),
-        "tags": tags,
-    }
-    try:
-        return str(mlflow_batch.write_run(store, body)["run_id"])
-    except mlflow_batch.Unavailable:
-        return None
-
-
-def _create_parent(store: MlflowStore, ledger: Ledger, record: Any) -> str:
-    tags = record.tags if isinstance(record, BeginRecord) else {}
-    tags = tags or parent_tags(record.job, record.run_key, None)
-    started = getattr(record, "started_at", time.time())
-    parent = _batch_parent(store, record.run_key, _ms(started), tags)
-    if parent is None:
-        run = store.client().create_run(store.experiment_id(), start_time=_ms(started), tags=tags)
-        parent = str(run.info.run_id)
-    try:
-        ledger.set_parent(record.run_key, parent)
-    except Exception:
-        log.warning("could not store parent run %s in the ledger", parent, exc_info=True)
-    return parent
-
-
-def resolve_parent(
-    store: MlflowStore, ledger: Ledger, record: StageRecord | EndRecord, *, replay: bool
-) -> str:
-    if record.parent_run_id:
-        return record.parent_run_id
-    if found := _ledger_parent(ledger, record.run_key) or _find_parent(store, record.run_key):
-        return found
-    if not replay or not _claim(ledger, record.run_key):
-        raise ParentPending(record.run_key)  # its begin is still being written
-    return _create_parent(store, ledger, record)
-
-
-def apply_begin(store: MlflowStore, ledger: Ledger, record: BeginRecord, *, replay: bool) -> str:
-    if found := _ledger_parent(ledger, record.run_key):
-        return found  # a replay of this attempt's records created it already
-    if replay and (found := _find_parent(store, record.run_key)):
-        return found
-    if not _claim(ledger, record.run_key):
-        raise ParentPending(record.run_key)  # a replay is creating it right now
-    return _create_parent(store, ledger, record)
-
-
 def stage_tags(record: StageRecord, parent: str) -> dict[str, str]:
     return {
         **record.tags,
@@ -221,13 +101,13 @@ def _batch_stage(
     if not mlflow_batch.usable(store) or not mlflow_batch.artifacts_fit(record.artifacts):
         return None
     tags = stage_tags(record, parent)
-    stamp = _ms(record.ended_at)
+    stamp = ms(record.ended_at)
     chosen = mlflow_batch.NEW_RUN_ID.fullmatch(record.record_id) is not None
     body = {
         "experiment_id": store.experiment_id(),
         **({"new_run_id": record.record_id} if chosen else {}),
         **({"find_by_tag": RECORD_ID_TAG} if replay or not chosen else {}),
-        "start_time": _ms(record.started_at),
+        "start_time": ms(record.started_at),
         "user_id": tags.get("mlflow.user", "unknown"),  # as MlflowClient.create_run sends it
         "tags": tags,
         "metrics": _metrics_json(record.metrics, stamp),
@@ -251,16 +131,16 @@ def apply_stage(store: MlflowStore, ledger: Ledger, record: StageRecord, *, repl
         return written
     run_id = artifact_uri = ""
     if replay:  # created before the outage cut it short? then finish that run, not a second one
-        run = _find_run(store, f"tags.{RECORD_ID_TAG} = '{record.record_id}'")
+        run = find_run(store, f"tags.{RECORD_ID_TAG} = '{record.record_id}'")
         if run is not None and run.info.status in ("FINISHED", "FAILED"):
             return str(run.info.run_id)  # written before the outbox entry was removed
         if run is not None:
             run_id, artifact_uri = str(run.info.run_id), str(run.info.artifact_uri)
     if not run_id:
         tags = stage_tags(record, parent)
-        created = client.create_run(store.experiment_id(), _ms(record.started_at), tags)
+        created = client.create_run(store.experiment_id(), ms(record.started_at), tags)
         run_id, artifact_uri = str(created.info.run_id), str(created.info.artifact_uri)
-    stamp = _ms(record.ended_at)
+    stamp = ms(record.ended_at)
     client.log_batch(
         run_id,
         metrics=[Metric(k, v, stamp, 0) for k, v in record.metrics.items()],
@@ -293,7 +173,7 @@ def apply_end(store: MlflowStore, ledger: Ledger, record: EndRecord, *, replay: 
 
     client = store.client()
     parent = resolve_parent(store, ledger, record, replay=replay)
-    stamp = _ms(record.ended_at)
+    stamp = ms(record.ended_at)
     if not _batch_end(store, record, parent, stamp):
         client.log_batch(
             parent,
@@ -328,19 +208,23 @@ def _batch_end(store: MlflowStore, record: EndRecord, parent: str, stamp: int) -
 
 
 def _write_trace_patiently(store: MlflowStore, record: EndRecord, parent: str) -> None:
-    """Traces are best effort: a failed trace never holds back the run record. Two retries: a
-    plain MLflow server with litellm installed imports it on each worker's first trace with LLM
-    spans, which then outlasts the 3 s client timeout (measured: 3.2-3.9 s, server side; later
-    ones ~60 ms; the technoshare app imports it at start), and a retry may reach the other,
-    still cold, worker; spans are upserted by id, so a repeated call is harmless."""
+    """Three tries: a plain MLflow server with litellm installed imports it on each worker's
+    first trace with LLM spans, which can outlast the 3 s client timeout (measured: 3.2-3.9 s
+    server side on an idle machine, more on a busy one; later ones ~60 ms; the technoshare app
+    imports it at start), and a retry may reach the other, still cold, worker. If all three
+    fail, the error goes up: the end record goes to the outbox and is written again when MLflow
+    answers (the run's values repeat, spans are upserted by id), so a slow server delays the
+    trace instead of losing it. Only a trace MLflow rejects (4xx) is logged and dropped."""
     for attempt in (1, 2, 3):
         try:
             write_trace(store, record.root, parent, record.spans)  # type: ignore[arg-type]
             return
         except Exception as exc:
-            if attempt == 3 or is_permanent(exc):
+            if is_permanent(exc):
                 log.info("trace of job %s not written", record.job.job_id, exc_info=True)
                 return
+            if attempt == 3:
+                raise
 
 
 def find_reply_run(client: Any, experiment_id: str, channel: str, reply_ts: str) -> Any | None:

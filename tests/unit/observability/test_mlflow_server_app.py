@@ -102,7 +102,7 @@ def job(job_id: str) -> Any:
 def begin(store: Any, job_id: str) -> tuple[Any, str]:
     """A parent run (the standard ``runs/create``, as ``begin_job`` makes it)."""
     from observability.ledger import MemoryLedger
-    from observability.mlflow_writes import apply_begin, parent_tags
+    from observability.mlflow_parent import apply_begin, parent_tags
     from observability.records import BeginRecord, new_record_id
 
     ledger = MemoryLedger()

@@ -1,17 +1,27 @@
 """Where records wait and how they come out: the file outbox of the in-process drivers, replay
 (stop when MLflow cannot take a record, drop what it never will), records parked until their
-parent run exists, and one creator per parent run."""
+parent run exists, and one creator per parent run (given back when its create never reached
+MLflow)."""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterator
 
+import fakeredis
+import pytest
+
+from observability import mlflow_parent, mlflow_writes
 from observability.health import MlflowHealth
-from observability.ledger import MemoryLedger
+from observability.ledger import MemoryLedger, RedisLedger
+from observability.mlflow_store import MlflowStore
 from observability.outbox import FileOutbox, ParentPending, replay
-from observability.records import BeginRecord, EndRecord, StageRecord
+from observability.records import BeginRecord, EndRecord, RootSpan, StageRecord, load_record
 from observability.writer import BackgroundWriter
 from pipeline.models import Job
+from pipeline.settings import Settings
+from tests.support.service import free_port
 
 JOB = Job(job_id="j1", url="https://arxiv.org/abs/1", canonical_url="https://arxiv.org/abs/1")
 
@@ -136,3 +146,111 @@ def test_a_parent_that_never_appears_sends_its_records_to_the_outbox(tmp_path):
     assert writer.flush(10.0)
     assert outbox.pending() == 2
     writer.close()
+
+
+# --- a parent claim whose create never reached MLflow --------------------------------------------
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hanging server)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def begin_against(url: str, run_key: str = "k1") -> tuple[MemoryLedger, Exception]:
+    """A live ``begin`` (it claims the parent, then creates it) against ``url``, through the
+    MLflow client as a worker makes it; the ledger and what the create raised."""
+    store = MlflowStore(Settings(mlflow_tracking_uri=url, mlflow_http_max_retries=0))
+    ledger = MemoryLedger()
+    record = BeginRecord(run_key=run_key, job=JOB, started_at=1.0)
+    with pytest.raises(Exception) as raised:
+        mlflow_writes.apply(store, ledger, record, replay=False)
+    return ledger, raised.value
+
+
+def test_a_create_refused_gives_the_parent_claim_back_for_the_replay():
+    """Before: the claim held the begin's replay (and the whole outbox behind it) for a minute
+    after MLflow came back."""
+    ledger, error = begin_against(f"http://127.0.0.1:{free_port()}")
+    assert mlflow_parent.never_sent(error)
+    assert ledger.claim_parent("k1", "the replaying process") is True
+
+
+def test_a_create_that_timed_out_keeps_the_claim_it_may_still_land(silent_port):
+    """ "k1" is no run id: a late create through the batch endpoint would make a run of its own
+    (as the standard calls would), so the claim stays until it expires."""
+    ledger, error = begin_against(f"http://127.0.0.1:{silent_port}")
+    assert not mlflow_parent.never_sent(error)
+    assert ledger.claim_parent("k1", "the replaying process") is False
+
+
+def test_a_timed_out_create_with_the_run_key_as_its_id_gives_the_claim_back(silent_port):
+    """The batch endpoint creates the parent with the run key (a trace id) as its run id: a
+    late create and the replay's are one run, so the replay need not wait."""
+    run_key = "ab" * 16
+    ledger, error = begin_against(f"http://127.0.0.1:{silent_port}", run_key)
+    assert not mlflow_parent.never_sent(error)
+    assert ledger.claim_parent(run_key, "the replaying process") is True
+
+
+def test_a_redis_claim_is_given_back_only_by_its_owner():
+    ledger = RedisLedger(fakeredis.FakeRedis(decode_responses=True))
+    assert ledger.claim_parent("k1", "a")
+    ledger.release_parent("k1", "b")  # not b's: kept
+    assert not ledger.claim_parent("k1", "c")
+    ledger.release_parent("k1", "a")
+    assert ledger.claim_parent("k1", "c")
+
+
+# --- a trace the server does not take ------------------------------------------------------------
+def end_with_root() -> EndRecord:
+    root = RootSpan(
+        trace_id="2" * 32, span_id="1" * 16, name="job-j1", start_ns=1, end_ns=2, inputs={}
+    )
+    return EndRecord(
+        run_key="k1", job=JOB, started_at=1.0, ended_at=3.0, status="FINISHED", root=root
+    )
+
+
+def test_a_trace_that_keeps_timing_out_sends_the_end_to_the_outbox(monkeypatch, tmp_path):
+    """Before: dropped after its tries (a plain server still importing litellm on a busy machine
+    lost the job's whole trace)."""
+    from mlflow.exceptions import MlflowException
+
+    tries: list[str] = []
+
+    def slow_server(store, root, parent, spans):
+        tries.append(parent)
+        raise MlflowException("API request to /api/3.0/mlflow/traces failed with timeout")
+
+    monkeypatch.setattr(mlflow_writes, "write_trace", slow_server)
+    outbox = FileOutbox(tmp_path / "outbox.jsonl")
+    health = up_health()
+
+    def write(record):
+        mlflow_writes._write_trace_patiently(store=None, record=record, parent="run1")  # type: ignore[arg-type]
+        return "run1"
+
+    writer = BackgroundWriter(write, outbox, health, is_permanent=mlflow_writes.is_permanent)
+    writer.submit(end_with_root())
+    assert writer.flush(10.0)
+    assert tries == ["run1"] * 3
+    assert outbox.pending() == 1 and load_record(outbox.peek(1)[0][1]).root is not None
+    writer.close()
+
+
+def test_a_trace_mlflow_rejects_is_dropped_and_the_end_is_not_kept(monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    tries: list[str] = []
+
+    def rejecting(store, root, parent, spans):
+        tries.append(parent)
+        raise MlflowException("bad span", error_code=INVALID_PARAMETER_VALUE)  # HTTP 400
+
+    monkeypatch.setattr(mlflow_writes, "write_trace", rejecting)
+    mlflow_writes._write_trace_patiently(store=None, record=end_with_root(), parent="run1")  # type: ignore[arg-type]
+    assert tries == ["run1"]
