@@ -35,7 +35,7 @@ from observability import mlflow_batch
 from observability.ledger import Ledger
 from observability.mlflow_parent import apply_begin, find_run, ms, resolve_parent
 from observability.mlflow_store import MlflowStore
-from observability.outbox import ParentPending
+from observability.outbox import ParentPending, TraceNotWritten
 from observability.records import (
     RECORD_ID_TAG,
     RUN_KEY_TAG,
@@ -212,9 +212,9 @@ def _write_trace_patiently(store: MlflowStore, record: EndRecord, parent: str) -
     first trace with LLM spans, which can outlast the 3 s client timeout (measured: 3.2-3.9 s
     server side on an idle machine, more on a busy one; later ones ~60 ms; the technoshare app
     imports it at start), and a retry may reach the other, still cold, worker. If all three
-    fail, the error goes up: the end record goes to the outbox and is written again when MLflow
-    answers (the run's values repeat, spans are upserted by id), so a slow server delays the
-    trace instead of losing it. Only a trace MLflow rejects (4xx) is logged and dropped."""
+    fail, ``TraceNotWritten``: the end record goes to the outbox and the drainer writes it
+    again (the run's values repeat, spans are upserted by id), so a slow server delays the
+    trace instead of losing it, and is not taken for a down one. Only a trace MLflow rejects (4xx) is logged and dropped."""
     for attempt in (1, 2, 3):
         try:
             write_trace(store, record.root, parent, record.spans)  # type: ignore[arg-type]
@@ -224,7 +224,7 @@ def _write_trace_patiently(store: MlflowStore, record: EndRecord, parent: str) -
                 log.info("trace of job %s not written", record.job.job_id, exc_info=True)
                 return
             if attempt == 3:
-                raise
+                raise TraceNotWritten(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def find_reply_run(client: Any, experiment_id: str, channel: str, reply_ts: str) -> Any | None:

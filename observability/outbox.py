@@ -1,8 +1,9 @@
 """Records kept while MLflow cannot take them, written when it can.
 
-A record goes to the outbox when MLflow is down or hanging, when its write failed, or when its
-parent run has not appeared in time. ``replay`` writes the kept records in order and removes
-each once written; every process that records runs it whenever it sees MLflow healthy
+A record goes to the outbox when MLflow is down or hanging, when its write failed, when its
+parent run has not appeared in time, or when MLflow took a job's runs but not its trace in time
+(``TraceNotWritten``). ``replay`` writes the kept records in order and removes each once
+written; every process that records runs it whenever it sees MLflow healthy
 (``observability.runtime``: on recovery and every ``MLFLOW_OUTBOX_DRAIN_SECONDS`` while
 anything is kept), and beat's ``technoshare.replay_mlflow_outbox`` does too.
 
@@ -40,6 +41,12 @@ log = logging.getLogger("observability")
 
 class ParentPending(Exception):
     """The record's parent run does not exist yet and another process is creating it."""
+
+
+class TraceNotWritten(Exception):
+    """The job's runs are written but MLflow did not take its trace in time: the end record
+    waits in the outbox and is written again (the same values, spans upserted by id). MLflow
+    answered the runs, so it is not marked down."""
 
 
 class Outbox(Protocol):
@@ -215,6 +222,9 @@ def replay(
                 result["replayed"] += 1
             except ParentPending:
                 result["skipped"] = "a parent run is being created elsewhere"
+                break
+            except TraceNotWritten:
+                result["skipped"] = "MLflow did not take a trace in time"
                 break
             except Exception as exc:
                 if not is_permanent(exc):

@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from observability.health import MlflowHealth
-from observability.outbox import Outbox, ParentPending
+from observability.outbox import Outbox, ParentPending, TraceNotWritten
 from observability.records import AnyRecordType
 
 log = logging.getLogger("observability")
@@ -172,6 +172,9 @@ class BackgroundWriter:
                 self._park(since, record, future)
             else:
                 self._to_outbox(record, future)
+            return
+        except TraceNotWritten:
+            self._to_outbox(record, future)  # the drainer writes it again in a few seconds
             return
         except Exception as exc:
             if self._is_permanent(exc):

@@ -216,7 +216,7 @@ def end_with_root() -> EndRecord:
 
 def test_a_trace_that_keeps_timing_out_sends_the_end_to_the_outbox(monkeypatch, tmp_path):
     """Before: dropped after its tries (a plain server still importing litellm on a busy machine
-    lost the job's whole trace)."""
+    lost the job's whole trace). MLflow is not marked down: the other records go on."""
     from mlflow.exceptions import MlflowException
 
     tries: list[str] = []
@@ -238,6 +238,7 @@ def test_a_trace_that_keeps_timing_out_sends_the_end_to_the_outbox(monkeypatch, 
     assert writer.flush(10.0)
     assert tries == ["run1"] * 3
     assert outbox.pending() == 1 and load_record(outbox.peek(1)[0][1]).root is not None
+    assert health.outages == 0  # it answered the runs: slow, not down
     writer.close()
 
 
