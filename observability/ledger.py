@@ -6,7 +6,8 @@ which stage runs were already written to MLflow when the job ends. Each stage ad
 here; ``end_job`` reads them once. The parent run id lands here as soon as it exists, so stages
 that started before that (or during an outage) still find their parent, and the right to create
 a parent is claimed here, so a parent is created once whoever races for it (a claimer whose
-create never reached MLflow gives the claim back, so the replay need not wait for it to expire).
+create failed gives it back when that create cannot have made a run of its own:
+``observability.mlflow_parent``).
 
 Two stores with one interface: ``RedisLedger`` (a hash per attempt; workers on several
 machines) and ``MemoryLedger`` (one process: ``technoshare run``, demo).

@@ -44,12 +44,9 @@ def never_sent(exc: BaseException) -> bool:
         if isinstance(err, ConnectTimeoutError | ConnectionRefusedError):
             return True  # urllib3's NewConnectionError is a ConnectTimeoutError
         reason = err.reason if isinstance(err, MaxRetryError) else None
-        todo += [err.__cause__, err.__context__, reason, *(a for a in err.args if _is_exc(a))]
+        wrapped = [a for a in err.args if isinstance(a, BaseException)]  # requests' errors
+        todo += [err.__cause__, err.__context__, reason, *wrapped]
     return False
-
-
-def _is_exc(value: object) -> bool:
-    return isinstance(value, BaseException)
 
 
 def owner_id() -> str:
@@ -121,15 +118,18 @@ def _create_claimed(store: MlflowStore, ledger: Ledger, record: Any) -> str:
         return _create_parent(store, ledger, record)
     except Exception as exc:
         # asked after the failure: a server found without the endpoint took the standard calls
-        repeatable = mlflow_batch.usable(store) and bool(
-            mlflow_batch.NEW_RUN_ID.fullmatch(record.run_key)
-        )
+        repeatable = mlflow_batch.usable(store) and _keyed(record.run_key)
         if repeatable or never_sent(exc):
             try:
                 ledger.release_parent(record.run_key, owner_id())
             except Exception:  # the claim expires by itself
                 log.debug("could not release the parent claim", exc_info=True)
         raise
+
+
+def _keyed(run_key: str) -> bool:
+    """Does the batch endpoint create this attempt's parent with the run key as its id?"""
+    return mlflow_batch.NEW_RUN_ID.fullmatch(run_key) is not None
 
 
 def _batch_parent(
@@ -142,7 +142,7 @@ def _batch_parent(
         return None
     body = {
         "experiment_id": store.experiment_id(),
-        "new_run_id": run_key if mlflow_batch.NEW_RUN_ID.fullmatch(run_key) else uuid.uuid4().hex,
+        "new_run_id": run_key if _keyed(run_key) else uuid.uuid4().hex,
         "start_time": started,
         "user_id": tags.get("mlflow.user", "unknown"),
         "tags": tags,

@@ -5,7 +5,6 @@ MLflow)."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from observability.records import BeginRecord, EndRecord, RootSpan, StageRecord,
 from observability.writer import BackgroundWriter
 from pipeline.models import Job
 from pipeline.settings import Settings
+from tests.support.raw_servers import SilentServer
 from tests.support.service import free_port
 
 JOB = Job(job_id="j1", url="https://arxiv.org/abs/1", canonical_url="https://arxiv.org/abs/1")
@@ -151,12 +151,10 @@ def test_a_parent_that_never_appears_sends_its_records_to_the_outbox(tmp_path):
 # --- a parent claim whose create never reached MLflow --------------------------------------------
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers (a hanging server)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield sock.getsockname()[1]
-    sock.close()
+    """A hanging MLflow server: it accepts connections and never answers."""
+    server = SilentServer()
+    yield server.port
+    server.stop()
 
 
 def begin_against(url: str, run_key: str = "k1") -> tuple[MemoryLedger, Exception]:
